@@ -1,0 +1,36 @@
+"""lvae: Ladder Variational Autoencoders (Sønderby et al., NeurIPS 2016) in PyTorch."""
+
+from lvae.config import (
+    BetaSchedule,
+    ConfigError,
+    LayerSpec,
+    ModelConfig,
+    ObjectiveConfig,
+    RunConfig,
+    TrainConfig,
+    named_config,
+    paper_config,
+    seed_config,
+)
+from lvae.latents import Gaussian, gaussian_kl, merge_gaussians
+from lvae.model import LadderOutput, LadderVAE, VanillaVAE, build_model
+
+__all__ = [
+    "BetaSchedule",
+    "ConfigError",
+    "Gaussian",
+    "LadderOutput",
+    "LadderVAE",
+    "LayerSpec",
+    "ModelConfig",
+    "ObjectiveConfig",
+    "RunConfig",
+    "TrainConfig",
+    "VanillaVAE",
+    "build_model",
+    "gaussian_kl",
+    "merge_gaussians",
+    "named_config",
+    "paper_config",
+    "seed_config",
+]

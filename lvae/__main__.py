@@ -1,0 +1,5 @@
+import sys
+
+from lvae.cli import main
+
+sys.exit(main())

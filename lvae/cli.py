@@ -1,0 +1,166 @@
+"""`python -m lvae {train,sample,data}`: thin argument parsing over the package.
+
+Every error a user can cause ends in one line on stderr that says what to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from lvae import checkpoint as ckpt
+from lvae.config import DATASETS, KL_MODES, MODEL_KINDS, NAMED_CONFIGS, ConfigError, RunConfig, named_config, validate
+from lvae.data import DataError, default_root, fetch, load_split
+
+RUN_FILES = ("config.json", "history.jsonl", "epochs.jsonl", ckpt.LATEST)
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", choices=sorted(NAMED_CONFIGS), default="seed", help="named configuration")
+    p.add_argument("--model", choices=MODEL_KINDS, help="lvae (default) or a vanilla vae with the same trunks")
+    p.add_argument("--data", choices=DATASETS, help="dataset (default mnist)")
+    p.add_argument("--data-root", type=Path, help="data cache (default $LVAE_DATA or ./data)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu or cuda[:N]")
+    p.add_argument("--limit", type=int, help="train on the first N images only")
+    p.add_argument("--kl-mode", choices=KL_MODES, help="paper: a true ELBO; seed: the original author's variant")
+    p.add_argument("--free-bits", type=float, help="nats per layer below which KL is not penalised")
+    p.add_argument("--beta-end", type=float, help="final KL weight of the warm-up")
+    p.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
+    p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints")
+    p.add_argument("--out", type=Path, help="run folder")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(a: argparse.Namespace) -> RunConfig:
+    cfg = named_config(a.config)
+    overrides = {
+        ("train", "epochs"): a.epochs, ("train", "batch_size"): a.batch_size, ("train", "lr"): a.lr,
+        ("train", "seed"): a.seed, ("train", "device"): a.device, ("train", "limit"): a.limit,
+        ("train", "dataset"): a.data, ("train", "grad_clip"): a.grad_clip,
+        ("train", "checkpoint_every"): a.checkpoint_every,
+        ("objective", "kl_mode"): a.kl_mode, ("objective", "free_bits"): a.free_bits,
+    }
+    for (section, key), value in overrides.items():
+        if value is not None:
+            setattr(getattr(cfg, section), key, value)
+    if a.beta_end is not None:
+        cfg.objective.beta.end = a.beta_end
+    if a.model:
+        cfg.model_kind = a.model
+        cfg.name = f"{cfg.name}-{a.model}"
+    return cfg
+
+
+def prepare_run_dir(out: Path, overwrite: bool) -> None:
+    """Refuse to train into a folder that holds another run, unless told to replace it."""
+    existing = [f for f in RUN_FILES if (out / f).exists()] + [p.name for p in out.glob(ckpt.CHECKPOINT_GLOB)]
+    if not existing:
+        return
+    if not overwrite:
+        raise ConfigError(f"{out} already holds a run ({', '.join(sorted(existing))}); "
+                          f"continue it with --resume {out}, or replace it with --overwrite")
+    for name in existing:
+        (out / name).unlink()
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from lvae.training import Trainer
+
+    if a.resume:
+        cfg_path = a.resume / "config.json"
+        if not cfg_path.is_file():
+            raise ConfigError(f"{a.resume} has no config.json: nothing to resume; start a run with --out {a.resume}")
+        cfg = RunConfig.load(cfg_path)
+        if a.epochs is not None:
+            cfg.train.epochs = a.epochs
+        out = a.resume
+    else:
+        if a.out is None:
+            raise ConfigError("say where the run goes: --out RUN_DIR")
+        cfg = config_from_args(a)
+        out = a.out
+    validate(cfg)
+    root = a.data_root or default_root()
+    train_split = load_split(cfg.train.dataset, "train", root)
+    test_split = load_split(cfg.train.dataset, "test", root)
+    if not a.resume:
+        prepare_run_dir(out, a.overwrite)
+    trainer = Trainer(cfg, out, train_split, test_split, progress=not a.no_progress)
+    if a.resume:
+        trainer.resume()
+    result = trainer.fit()
+    if trainer.dist.is_main and result:
+        print(f"done: {out} (test ELBO {result['elbo']:.2f} nats/image)")
+
+
+# ----------------------------------------------------------------------------- sample, data
+
+
+def cmd_sample(a: argparse.Namespace) -> None:
+    from torchvision.utils import save_image
+
+    cfg, model = ckpt.load_run(a.run_dir)
+    torch.manual_seed(a.seed)
+    images = model.generate(a.n, temperature=a.temperature)
+    out = a.out or a.run_dir / "samples.png"
+    save_image(images, out, nrow=int(a.n**0.5 + 0.5), padding=2)
+    print(f"wrote {out} ({a.n} samples, temperature {a.temperature})")
+
+
+def cmd_data(a: argparse.Namespace) -> None:
+    path = fetch(a.dataset, a.root or default_root(), source=a.source)
+    print(f"{a.dataset} ready in {path}")
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lvae", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_train_args(sub.add_parser("train", help="train a model into a run folder"))
+    s = sub.add_parser("sample", help="draw samples from a trained run")
+    s.add_argument("run_dir", type=Path)
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", type=Path)
+    d = sub.add_parser("data", help="fetch a dataset into the cache")
+    d.add_argument("--dataset", choices=DATASETS, default="mnist")
+    d.add_argument("--root", type=Path)
+    d.add_argument("--source", choices=("auto", "online", "offline"), default="auto")
+    return parser
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lvae.training import Interrupted, NonFiniteError
+
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except Interrupted as e:
+        print(e, file=sys.stderr)
+        return 130
+    except (ConfigError, DataError, ckpt.CheckpointError, NonFiniteError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        from lvae.distributed import shutdown
+
+        shutdown()
+    return 0

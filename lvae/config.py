@@ -1,0 +1,283 @@
+"""Typed, JSON-serialisable configuration for models, warm-up and training.
+
+Configs are plain data: every run writes its `RunConfig` to `config.json`, and a
+checkpoint carries it too, so a run always says how it was made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+LayerKind = Literal["conv", "dense"]
+Likelihood = Literal["gaussian", "bernoulli"]
+KLMode = Literal["paper", "seed"]
+ScheduleKind = Literal["linear_iter", "linear_epoch", "constant"]
+ModelKind = Literal["lvae", "vae"]
+DatasetName = Literal["mnist", "fashion-mnist"]
+
+LIKELIHOODS = ("gaussian", "bernoulli")
+KL_MODES = ("paper", "seed")
+SCHEDULE_KINDS = ("linear_iter", "linear_epoch", "constant")
+MODEL_KINDS = ("lvae", "vae")
+DATASETS = ("mnist", "fashion-mnist")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message says which and why."""
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@dataclass
+class LayerSpec:
+    """One rung of the ladder: a deterministic block, then a stochastic latent.
+
+    conv:  `channels` are the block's stride-2 conv stages; the latent keeps the
+           block's spatial shape with `latent` channels (the NVAE idea).
+    dense: `channels` are the widths of the block's linear layers; the latent is a
+           vector of `latent` units.
+    """
+
+    kind: LayerKind
+    channels: tuple[int, ...]
+    latent: int
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)
+
+
+@dataclass
+class ModelConfig:
+    """A ladder of `layers`, bottom (next to the data) first."""
+
+    layers: list[LayerSpec]
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    likelihood: Likelihood = "gaussian"
+    batch_norm: bool = False
+    # Variances are softplus(raw) + var_floor: never zero, so precisions stay finite.
+    var_floor: float = 1e-4
+    # Gaussian likelihood: fixed output variance. 0.5 makes -log p(x|z) equal the
+    # summed squared error plus a constant, i.e. the seed's MSE loss.
+    output_variance: float = 0.5
+
+    def __post_init__(self) -> None:
+        self.layers = [l if isinstance(l, LayerSpec) else LayerSpec(**l) for l in self.layers]
+        self.image_shape = tuple(int(s) for s in self.image_shape)  # type: ignore[assignment]
+
+    @property
+    def depth(self) -> int:
+        return len(self.layers)
+
+
+# ----------------------------------------------------------------------------- objective
+
+
+@dataclass
+class BetaSchedule:
+    """How the KL weight beta moves during training (the KL warm-up).
+
+    linear_iter: from `start` to `end` over `steps` iterations (None: the whole run).
+    linear_epoch: from `start` to `end` over `steps` epochs, constant within an epoch.
+    constant: always `end`.
+    """
+
+    kind: ScheduleKind = "linear_iter"
+    start: float = 1e-4
+    end: float = 0.5
+    steps: int | None = None
+
+
+@dataclass
+class ObjectiveConfig:
+    kl_mode: KLMode = "paper"
+    beta: BetaSchedule = field(default_factory=BetaSchedule)
+    # Free bits (nats) per layer: a layer's KL below this is not penalised.
+    free_bits: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.beta, dict):
+            self.beta = BetaSchedule(**self.beta)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "cpu"
+    dataset: DatasetName = "mnist"
+    limit: int | None = None
+    grad_clip: float | None = None
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+
+
+@dataclass
+class RunConfig:
+    """Everything that makes a run: saved as config.json and inside each checkpoint."""
+
+    name: str
+    model_kind: ModelKind
+    model: ModelConfig
+    objective: ObjectiveConfig
+    train: TrainConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        return cls(
+            name=d["name"],
+            model_kind=d["model_kind"],
+            model=ModelConfig(**d["model"]),
+            objective=ObjectiveConfig(**d["objective"]),
+            train=TrainConfig(**d["train"]),
+        )
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "RunConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+# ----------------------------------------------------------------------------- named configs
+
+
+def seed_config() -> RunConfig:
+    """The original author's model: conv encoder, spatial inner latent, dense top latent."""
+    return RunConfig(
+        name="seed",
+        model_kind="lvae",
+        model=ModelConfig(
+            layers=[
+                LayerSpec("conv", (16, 32), latent=8),  # 28x28 -> 7x7x8 spatial latent
+                LayerSpec("dense", (256,), latent=16),  # dense top latent
+            ],
+            likelihood="gaussian",
+        ),
+        objective=ObjectiveConfig(kl_mode="seed", beta=BetaSchedule("linear_iter", 1e-4, 0.5, None)),
+        train=TrainConfig(epochs=3, batch_size=128, lr=1e-3),
+    )
+
+
+def paper_config() -> RunConfig:
+    """Sønderby et al. (2016), MNIST: a five-layer MLP ladder, Bernoulli likelihood."""
+    widths = (512, 256, 128, 64, 32)
+    latents = (64, 32, 16, 8, 4)
+    return RunConfig(
+        name="paper",
+        model_kind="lvae",
+        model=ModelConfig(
+            layers=[LayerSpec("dense", (w, w), latent=z) for w, z in zip(widths, latents)],
+            likelihood="bernoulli",
+            batch_norm=True,
+        ),
+        objective=ObjectiveConfig(kl_mode="paper", beta=BetaSchedule("linear_epoch", 0.0, 1.0, 20)),
+        train=TrainConfig(epochs=100, batch_size=256, lr=2e-3),
+    )
+
+
+NAMED_CONFIGS = {"seed": seed_config, "paper": paper_config}
+
+
+def named_config(name: str) -> RunConfig:
+    if name not in NAMED_CONFIGS:
+        raise ConfigError(f"unknown config {name!r}; choose one of {sorted(NAMED_CONFIGS)}")
+    return NAMED_CONFIGS[name]()
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _positive_int(value: Any, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{what} must be a positive integer, got {value!r}")
+
+
+def _finite(value: Any, what: str, minimum: float | None = None) -> None:
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{what} must be a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{what} must be >= {minimum}, got {value!r}")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Refuse impossible configurations before any work is done."""
+    m = cfg.model
+    if m.depth < 1:
+        raise ConfigError("the model needs at least one latent layer (model.layers is empty)")
+    if cfg.model_kind not in MODEL_KINDS:
+        raise ConfigError(f"unknown model kind {cfg.model_kind!r}; choose one of {MODEL_KINDS}")
+    if m.likelihood not in LIKELIHOODS:
+        raise ConfigError(f"unknown likelihood {m.likelihood!r}; choose one of {LIKELIHOODS}")
+    seen_dense = False
+    c, h, w = m.image_shape
+    for i, layer in enumerate(m.layers):
+        if layer.kind not in ("conv", "dense"):
+            raise ConfigError(f"layer {i}: unknown kind {layer.kind!r}; choose 'conv' or 'dense'")
+        if not layer.channels:
+            raise ConfigError(f"layer {i}: 'channels' is empty; give at least one width")
+        for ch in layer.channels:
+            _positive_int(ch, f"layer {i} channel/width")
+        _positive_int(layer.latent, f"layer {i} latent size")
+        if layer.kind == "dense":
+            seen_dense = True
+        elif seen_dense:
+            raise ConfigError(f"layer {i}: a conv layer cannot sit above a dense one; put conv layers at the bottom")
+        else:
+            for _ in layer.channels:
+                if h % 2 or w % 2:
+                    raise ConfigError(f"layer {i}: cannot halve a {h}x{w} feature map; use fewer conv stages")
+                h, w = h // 2, w // 2
+    _finite(m.var_floor, "model.var_floor", 0.0)
+    if m.var_floor <= 0:
+        raise ConfigError("model.var_floor must be > 0 so variances never reach zero")
+    _finite(m.output_variance, "model.output_variance")
+    if m.output_variance <= 0:
+        raise ConfigError("model.output_variance must be > 0")
+    o = cfg.objective
+    if o.kl_mode not in KL_MODES:
+        raise ConfigError(f"unknown kl_mode {o.kl_mode!r}; choose one of {KL_MODES}")
+    b = o.beta
+    if b.kind not in SCHEDULE_KINDS:
+        raise ConfigError(f"unknown beta schedule {b.kind!r}; choose one of {SCHEDULE_KINDS}")
+    _finite(b.start, "beta start", 0.0)
+    _finite(b.end, "beta end", 0.0)
+    if b.steps is not None:
+        _positive_int(b.steps, "beta schedule steps (the warm-up must end after it starts)")
+    if b.kind != "constant" and b.end < b.start:
+        raise ConfigError(f"beta warm-up must rise: start {b.start} is above end {b.end}")
+    _finite(o.free_bits, "free_bits", 0.0)
+    t = cfg.train
+    _positive_int(t.epochs, "epochs")
+    _positive_int(t.batch_size, "batch size")
+    _finite(t.lr, "learning rate")
+    if t.lr <= 0:
+        raise ConfigError(f"learning rate must be > 0, got {t.lr!r}")
+    if t.dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {t.dataset!r}; choose one of {DATASETS}")
+    if t.limit is not None:
+        _positive_int(t.limit, "limit")
+        if t.batch_size > t.limit:
+            raise ConfigError(f"batch size {t.batch_size} is larger than the data (--limit {t.limit}); lower --batch-size")
+    if t.grad_clip is not None:
+        _finite(t.grad_clip, "grad_clip")
+        if t.grad_clip <= 0:
+            raise ConfigError("grad_clip must be > 0 (or left unset)")
+    _positive_int(t.checkpoint_every, "checkpoint_every")
+    _positive_int(t.keep_checkpoints, "keep_checkpoints")
+    if not (t.device == "cpu" or t.device.startswith("cuda")):
+        raise ConfigError(f"unknown device {t.device!r}; choose 'cpu' or 'cuda'")

@@ -1,0 +1,100 @@
+"""Diagonal Gaussian latents: the parameter heads, the precision-weighted merge, and KL.
+
+Every Gaussian is held as (mu, logvar), elementwise, any shape (B, D) or (B, C, H, W).
+Heads produce the variance as softplus(raw) + var_floor, so a variance is never zero
+and the precisions used by the merge never overflow.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Independent, Normal
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class Gaussian:
+    """A diagonal Gaussian over every non-batch dimension."""
+
+    mu: Tensor
+    logvar: Tensor
+
+    @property
+    def std(self) -> Tensor:
+        return torch.exp(0.5 * self.logvar)
+
+    def sample(self, temperature: float = 1.0) -> Tensor:
+        """Reparameterised draw: mu + T * sigma * eps, differentiable in mu and logvar."""
+        return self.mu + temperature * self.std * torch.randn_like(self.mu)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log N(z; mu, sigma^2) summed over all but the batch dimension -> (B,)."""
+        lp = -0.5 * (LOG_2PI + self.logvar + (z - self.mu) ** 2 * torch.exp(-self.logvar))
+        return lp.flatten(1).sum(1)
+
+    def kl(self, other: "Gaussian") -> Tensor:
+        """Analytic KL(self || other), summed over all but the batch dimension -> (B,)."""
+        return gaussian_kl(self.mu, self.logvar, other.mu, other.logvar).flatten(1).sum(1)
+
+    def expand(self, k: int) -> "Gaussian":
+        """Repeat each batch element k times (for importance sampling): (B, ...) -> (B*k, ...)."""
+        return Gaussian(self.mu.repeat_interleave(k, 0), self.logvar.repeat_interleave(k, 0))
+
+    def to_distribution(self) -> Independent:
+        return Independent(Normal(self.mu, self.std), self.mu.dim() - 1)
+
+    @classmethod
+    def standard(cls, like: Tensor) -> "Gaussian":
+        return cls(torch.zeros_like(like), torch.zeros_like(like))
+
+
+def gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor) -> Tensor:
+    """Elementwise KL(N(mu_q, var_q) || N(mu_p, var_p)).
+
+    Written out rather than via torch.distributions.kl_divergence because it stays in
+    log-variance space (no sqrt then square); tests check it against the library.
+    """
+    return 0.5 * (logvar_p - logvar_q + (torch.exp(logvar_q) + (mu_q - mu_p) ** 2) * torch.exp(-logvar_p) - 1.0)
+
+
+def merge_gaussians(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor) -> tuple[Tensor, Tensor]:
+    """Precision-weighted combination of two Gaussians, elementwise, any shape.
+
+    sigma^2 = 1 / (sigma_q^-2 + sigma_p^-2),  mu = sigma^2 (mu_q sigma_q^-2 + mu_p sigma_p^-2).
+    Computed in log space: the weight of q is sigmoid(logvar_p - logvar_q), which is
+    exact and never divides by a tiny precision sum.
+    """
+    logvar = -torch.logaddexp(-logvar_q, -logvar_p)
+    w_q = torch.sigmoid(logvar_p - logvar_q)
+    mu = w_q * mu_q + (1.0 - w_q) * mu_p
+    return mu, logvar
+
+
+class GaussianHead(nn.Module):
+    """Maps features to (mu, logvar) of a dense or spatial latent.
+
+    dense -> dense:  Linear to 2*latent.
+    dense -> conv:   Linear to 2*C*H*W, unflattened (a dense layer feeding a spatial latent).
+    conv  -> conv:   3x3 conv to 2*C channels, same H, W (the latent keeps its spatial shape).
+    """
+
+    def __init__(self, in_shape: tuple[int, ...], latent_shape: tuple[int, ...], var_floor: float):
+        super().__init__()
+        self.latent_shape = tuple(latent_shape)
+        self.var_floor = var_floor
+        if len(in_shape) == 3:
+            self.net: nn.Module = nn.Conv2d(in_shape[0], 2 * latent_shape[0], 3, padding=1)
+        else:
+            n = math.prod(latent_shape)
+            self.net = nn.Sequential(nn.Linear(in_shape[0], 2 * n), nn.Unflatten(1, (2 * latent_shape[0], *latent_shape[1:])))
+
+    def forward(self, h: Tensor) -> Gaussian:
+        mu, raw = self.net(h).chunk(2, dim=1)
+        var = F.softplus(raw) + self.var_floor
+        return Gaussian(mu, torch.log(var))

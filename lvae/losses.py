@@ -1,0 +1,91 @@
+"""The objective: reconstruction log-likelihood, KL per layer in two modes, free bits.
+
+KL modes
+- "paper" (default): KL(q(z_k | .) || p(z_k | z_{k+1})) below the top and
+  KL(q(z_L | x) || N(0, I)) at the top. recon - sum(KL) is the ladder's ELBO, a true
+  lower bound on log p(x) (Sønderby et al., eq. 14). Use it for anything reported as
+  a likelihood.
+- "seed": the original author's variant. Below the top, the merged Gaussian is
+  pulled towards the encoder's own Gaussian, KL(q(z_k | .) || q_hat(z_k | x)); the
+  decoder's prior gets no KL gradient. This is *not* a bound on log p(x).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lvae.latents import LOG_2PI
+from lvae.model import LadderOutput
+
+
+def log_likelihood(x_logits: Tensor, x: Tensor, likelihood: str, output_variance: float = 0.5) -> Tensor:
+    """log p(x | z_0) summed over pixels -> (B,).
+
+    bernoulli: x in {0, 1} (or [0, 1]), logits parameterise the pixel probabilities.
+    gaussian:  mean sigmoid(logits), fixed variance; with variance 1/2 this equals
+               -(summed squared error) - D/2 log(pi), the seed's MSE.
+    """
+    if likelihood == "bernoulli":
+        return -F.binary_cross_entropy_with_logits(x_logits, x, reduction="none").flatten(1).sum(1)
+    if likelihood == "gaussian":
+        sq = (x - torch.sigmoid(x_logits)) ** 2
+        lp = -0.5 * (LOG_2PI + math.log(output_variance)) - sq / (2 * output_variance)
+        return lp.flatten(1).sum(1)
+    raise ValueError(f"unknown likelihood {likelihood!r}")
+
+
+def kl_per_layer(out: LadderOutput, mode: str = "paper") -> list[Tensor]:
+    """KL of each stochastic layer, bottom first, each (B,). Deterministic layers give zeros."""
+    kls = []
+    top = len(out.priors) - 1
+    for k, (q, p, q_hat) in enumerate(zip(out.posteriors, out.priors, out.encoder)):
+        if q is None:
+            kls.append(torch.zeros(out.x_logits.shape[0], device=out.x_logits.device))
+        elif mode == "paper" or k == top:
+            kls.append(q.kl(p))
+        elif mode == "seed":
+            kls.append(q.kl(q_hat))
+        else:
+            raise ValueError(f"unknown kl_mode {mode!r}; choose 'paper' or 'seed'")
+    return kls
+
+
+@dataclass
+class LossTerms:
+    """Batch means of each term of one step; `loss` is what the optimiser minimises."""
+
+    loss: Tensor
+    recon: Tensor  # -log p(x | z), nats per image
+    kl: list[Tensor]  # per layer, bottom first, nats per image
+    elbo: Tensor  # recon + sum(kl) with beta = 1 and no free bits, negated
+
+    def as_floats(self) -> dict[str, float | list[float]]:
+        return {
+            "loss": self.loss.item(),
+            "recon": self.recon.item(),
+            "kl": [k.item() for k in self.kl],
+            "elbo": self.elbo.item(),
+        }
+
+
+def compute_loss(
+    out: LadderOutput,
+    x: Tensor,
+    likelihood: str,
+    beta: float,
+    kl_mode: str = "paper",
+    free_bits: float = 0.0,
+    output_variance: float = 0.5,
+) -> LossTerms:
+    """recon + beta * sum_k max(KL_k, free_bits), the KL_k averaged over the batch."""
+    recon = -log_likelihood(out.x_logits, x, likelihood, output_variance).mean()
+    kl = [k.mean() for k in kl_per_layer(out, kl_mode)]
+    penalised = sum(torch.clamp(k, min=free_bits) for k in kl) if free_bits > 0 else sum(kl)
+    loss = recon + beta * penalised
+    elbo = -(recon + sum(kl))
+    return LossTerms(loss=loss, recon=recon, kl=kl, elbo=elbo.detach())

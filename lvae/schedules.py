@@ -1,0 +1,28 @@
+"""KL warm-up: beta as a pure function of (iteration, epoch), so resuming is exact."""
+
+from __future__ import annotations
+
+from lvae.config import BetaSchedule
+
+
+def beta_at(schedule: BetaSchedule, iteration: int, epoch: int, total_iterations: int, total_epochs: int) -> float:
+    """beta for the `iteration`-th step (0-based) of the run, in epoch `epoch` (0-based).
+
+    `steps=None` means the warm-up spans the whole run (in iterations or epochs).
+    """
+    if schedule.kind == "constant":
+        return float(schedule.end)
+    if schedule.kind == "linear_iter":
+        steps, t = schedule.steps or total_iterations, iteration
+    elif schedule.kind == "linear_epoch":
+        steps, t = schedule.steps or total_epochs, epoch
+    else:
+        raise ValueError(f"unknown beta schedule {schedule.kind!r}")
+    frac = min(1.0, t / max(1, steps - 1)) if steps > 1 else 1.0
+    return float(schedule.start + frac * (schedule.end - schedule.start))
+
+
+def beta_curve(schedule: BetaSchedule, iterations_per_epoch: int, epochs: int) -> list[float]:
+    """beta at every iteration of a run: what the warm-up slider draws."""
+    total = iterations_per_epoch * epochs
+    return [beta_at(schedule, i, i // iterations_per_epoch, total, epochs) for i in range(total)]
