@@ -168,7 +168,7 @@ def seed_config() -> RunConfig:
             ],
             likelihood="gaussian",
         ),
-        objective=ObjectiveConfig(kl_mode="seed", beta=BetaSchedule("linear_iter", 1e-4, 0.5, None)),
+        objective=ObjectiveConfig(kl_mode="paper", beta=BetaSchedule("linear_iter", 1e-4, 0.5, None)),
         train=TrainConfig(epochs=3, batch_size=128, lr=1e-3),
     )
 
