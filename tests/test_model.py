@@ -1,0 +1,125 @@
+"""Shapes at every depth, the two passes, generation, and the losses."""
+
+import pytest
+import torch
+
+from lvae import LadderVAE, VanillaVAE, paper_config, seed_config
+from lvae.losses import compute_loss, kl_per_layer, log_likelihood
+from conftest import conv_config, dense_config
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("make", [dense_config, conv_config])
+def test_output_shapes_at_every_depth(depth, make):
+    model = LadderVAE(make(depth))
+    x = torch.rand(3, 1, 28, 28)
+    out = model(x)
+    assert out.x_logits.shape == x.shape
+    assert len(out.posteriors) == len(out.priors) == len(out.samples) == depth
+    for k, shape in enumerate(model.latent_shapes):
+        assert out.samples[k].shape == (3, *shape)
+        assert out.posteriors[k].mu.shape == (3, *shape)
+        assert out.priors[k].logvar.shape == (3, *shape)
+    assert model.generate(4).shape == (4, 1, 28, 28)
+    assert len(kl_per_layer(out)) == depth
+
+
+def test_seed_model_has_a_spatial_inner_latent_and_a_dense_top():
+    model = LadderVAE(seed_config().model)
+    assert model.latent_shapes == [(8, 7, 7), (16,)]
+
+
+def test_paper_model_matches_the_paper():
+    model = LadderVAE(paper_config().model)
+    assert model.latent_shapes == [(64,), (32,), (16,), (8,), (4,)]
+    widths = [m.out_features for m in model.up.modules() if isinstance(m, torch.nn.Linear)]
+    assert widths == [512, 512, 256, 256, 128, 128, 64, 64, 32, 32]
+
+
+def test_bottom_up_pass_is_deterministic():
+    model = LadderVAE(seed_config().model).eval()
+    x = torch.rand(5, 1, 28, 28)
+    a, b = model.bottom_up(x), model.bottom_up(x)
+    torch.manual_seed(123)  # a different RNG state changes nothing either
+    c = model.bottom_up(x)
+    for ga, gb, gc in zip(a, b, c):
+        assert torch.equal(ga.mu, gb.mu) and torch.equal(ga.logvar, gb.logvar)
+        assert torch.equal(ga.mu, gc.mu) and torch.equal(ga.logvar, gc.logvar)
+
+
+def test_top_down_pass_samples():
+    model = LadderVAE(seed_config().model).eval()
+    enc = model.bottom_up(torch.rand(2, 1, 28, 28))
+    torch.manual_seed(0)
+    a = model.top_down(enc).samples[0]
+    b = model.top_down(enc).samples[0]
+    assert not torch.equal(a, b)
+
+
+def test_generation_never_calls_the_encoder(monkeypatch):
+    model = LadderVAE(dense_config(3))
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the encoder was called during generation")
+
+    monkeypatch.setattr(model, "bottom_up", boom)
+    for head in model.enc_heads:
+        head.register_forward_pre_hook(lambda *a: boom())
+    for block in model.up:
+        block.register_forward_pre_hook(lambda *a: boom())
+    images = model.generate(6, temperature=0.7)
+    assert images.shape == (6, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
+
+
+def test_generation_at_zero_temperature_is_deterministic():
+    model = LadderVAE(dense_config(3)).eval()
+    assert torch.equal(model.generate(2, temperature=0.0), model.generate(2, temperature=0.0))
+
+
+def test_vanilla_vae_has_one_latent_and_the_same_trunk():
+    cfg = seed_config().model
+    vae, lvae = VanillaVAE(cfg), LadderVAE(cfg)
+    out = vae(torch.rand(2, 1, 28, 28))
+    assert out.posteriors[0] is None and out.posteriors[1] is not None
+    kls = kl_per_layer(out)
+    assert torch.all(kls[0] == 0) and torch.all(kls[1] > 0)
+    n = lambda m: sum(p.numel() for p in m.up.parameters())  # noqa: E731
+    assert n(vae) == n(lvae)
+
+
+def test_paper_mode_is_a_true_elbo_and_seed_mode_differs():
+    model = LadderVAE(dense_config(3))
+    x = torch.bernoulli(torch.rand(8, 1, 28, 28))
+    torch.manual_seed(0)
+    out = model(x)
+    paper = kl_per_layer(out, "paper")
+    seed = kl_per_layer(out, "seed")
+    torch.testing.assert_close(paper[-1], seed[-1])  # the top is the same: KL to N(0, I)
+    assert not torch.allclose(paper[0], seed[0])
+    # paper: KL(q || p) of the merged posterior against the decoder's prior
+    torch.testing.assert_close(paper[0], out.posteriors[0].kl(out.priors[0]))
+    torch.testing.assert_close(seed[0], out.posteriors[0].kl(out.encoder[0]))
+
+
+def test_loss_terms_and_free_bits():
+    model = LadderVAE(dense_config(2))
+    x = torch.bernoulli(torch.rand(8, 1, 28, 28))
+    out = model(x)
+    t = compute_loss(out, x, "bernoulli", beta=0.5)
+    torch.testing.assert_close(t.loss, t.recon + 0.5 * sum(t.kl))
+    torch.testing.assert_close(t.elbo, -(t.recon + sum(t.kl)).detach())
+    fb = compute_loss(out, x, "bernoulli", beta=1.0, free_bits=1e6)
+    torch.testing.assert_close(fb.loss, fb.recon + 2e6)
+
+
+def test_gaussian_likelihood_is_the_mse_plus_a_constant():
+    x, logits = torch.rand(4, 1, 28, 28), torch.randn(4, 1, 28, 28)
+    sse = ((x - torch.sigmoid(logits)) ** 2).flatten(1).sum(1)
+    const = 0.5 * 784 * torch.log(torch.tensor(torch.pi))
+    torch.testing.assert_close(-log_likelihood(logits, x, "gaussian", 0.5), sse + const)
+
+
+def test_bernoulli_likelihood_matches_torch_distributions():
+    x, logits = torch.bernoulli(torch.rand(4, 1, 28, 28)), torch.randn(4, 1, 28, 28)
+    ref = torch.distributions.Bernoulli(logits=logits).log_prob(x).flatten(1).sum(1)
+    torch.testing.assert_close(log_likelihood(logits, x, "bernoulli"), ref)
