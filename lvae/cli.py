@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from lvae import checkpoint as ckpt
-from lvae.config import DATASETS, KL_MODES, MODEL_KINDS, NAMED_CONFIGS, ConfigError, RunConfig, named_config, validate
+from lvae.config import DATASETS, KL_MODES, LR_SCHEDULES, MODEL_KINDS, NAMED_CONFIGS, ConfigError, RunConfig, named_config, validate
 from lvae.data import DataError, default_root, fetch, load_split
 
 RUN_FILES = ("config.json", "history.jsonl", "epochs.jsonl", ckpt.LATEST)
@@ -29,6 +29,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="constant (default) or cosine annealing to --lr-min")
+    p.add_argument("--lr-min", type=float, help="final learning rate of the cosine schedule (default 0)")
+    p.add_argument("--warmup", type=int, help="length of the KL warm-up (iterations or epochs, as the config's schedule counts)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu or cuda[:N]")
     p.add_argument("--limit", type=int, help="train on the first N images only")
@@ -47,6 +50,7 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
     cfg = named_config(a.config)
     overrides = {
         ("train", "epochs"): a.epochs, ("train", "batch_size"): a.batch_size, ("train", "lr"): a.lr,
+        ("train", "lr_schedule"): a.lr_schedule, ("train", "lr_min"): a.lr_min,
         ("train", "seed"): a.seed, ("train", "device"): a.device, ("train", "limit"): a.limit,
         ("train", "dataset"): a.data, ("train", "grad_clip"): a.grad_clip,
         ("train", "checkpoint_every"): a.checkpoint_every,
@@ -57,6 +61,8 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
             setattr(getattr(cfg, section), key, value)
     if a.beta_end is not None:
         cfg.objective.beta.end = a.beta_end
+    if a.warmup is not None:
+        cfg.objective.beta.steps = a.warmup
     if a.model:
         cfg.model_kind = a.model
         cfg.name = f"{cfg.name}-{a.model}"
@@ -124,6 +130,30 @@ def cmd_data(a: argparse.Namespace) -> None:
     print(f"{a.dataset} ready in {path}")
 
 
+# ----------------------------------------------------------------------------- classifier, evaluate
+
+
+def cmd_classifier(a: argparse.Namespace) -> None:
+    from lvae.classifier import ASSET, save_classifier, train_classifier
+
+    root = a.data_root or default_root()
+    model, info = train_classifier(load_split("mnist", "train", root), load_split("mnist", "test", root),
+                                   epochs=a.epochs, seed=a.seed, progress=not a.no_progress)
+    out = a.out or ASSET
+    save_classifier(model, info, out)
+    print(f"wrote {out}: test accuracy {100 * info['test_accuracy']:.2f}% after {info['epochs']} epochs in {info['seconds']:.0f}s")
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    import json
+
+    from lvae.evaluation import evaluate_run, format_report
+
+    result = evaluate_run(a.run_dir, iw_samples=a.iw_samples, split=a.split, chunk=a.chunk, limit=a.limit,
+                          prior_samples=a.prior_samples, seed=a.seed, data_root=a.data_root, progress=not a.no_progress)
+    print(json.dumps(result) if a.json else format_report(result))
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -141,10 +171,27 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dataset", choices=DATASETS, default="mnist")
     d.add_argument("--root", type=Path)
     d.add_argument("--source", choices=("auto", "online", "offline"), default="auto")
+    c = sub.add_parser("classifier", help="train the digit classifier that judges samples (lvae/assets)")
+    c.add_argument("--epochs", type=int, default=4)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--data-root", type=Path)
+    c.add_argument("--out", type=Path, help="weights file (default: the package's lvae/assets/mnist_classifier.pt)")
+    c.add_argument("--no-progress", action="store_true")
+    e = sub.add_parser("evaluate", help="ELBO, importance-weighted NLL, KL and active units per layer, sample quality")
+    e.add_argument("run_dir", type=Path)
+    e.add_argument("--iw-samples", type=int, default=1000, metavar="K", help="importance samples per image (default 1000)")
+    e.add_argument("--split", choices=("test", "train"), default="test")
+    e.add_argument("--chunk", type=int, default=4096, help="rows (images x samples) per top-down pass: bounds memory")
+    e.add_argument("--limit", type=int, help="evaluate on the first N images only")
+    e.add_argument("--prior-samples", type=int, default=10000, help="samples for the class histogram and FID (0: skip)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--data-root", type=Path)
+    e.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    e.add_argument("--no-progress", action="store_true")
     return parser
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "data": cmd_data}
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "data": cmd_data, "classifier": cmd_classifier, "evaluate": cmd_evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:

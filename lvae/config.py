@@ -18,12 +18,14 @@ Likelihood = Literal["gaussian", "bernoulli"]
 KLMode = Literal["paper", "seed"]
 ScheduleKind = Literal["linear_iter", "linear_epoch", "constant"]
 ModelKind = Literal["lvae", "vae"]
+LRSchedule = Literal["constant", "cosine"]
 DatasetName = Literal["mnist", "fashion-mnist"]
 
 LIKELIHOODS = ("gaussian", "bernoulli")
 KL_MODES = ("paper", "seed")
 SCHEDULE_KINDS = ("linear_iter", "linear_epoch", "constant")
 MODEL_KINDS = ("lvae", "vae")
+LR_SCHEDULES = ("constant", "cosine")
 DATASETS = ("mnist", "fashion-mnist")
 
 
@@ -113,6 +115,9 @@ class TrainConfig:
     epochs: int = 3
     batch_size: int = 128
     lr: float = 1e-3
+    # "cosine": anneal from `lr` to `lr_min` over the run, per iteration; "constant": `lr` throughout.
+    lr_schedule: LRSchedule = "constant"
+    lr_min: float = 0.0
     seed: int = 0
     device: str = "cpu"
     dataset: DatasetName = "mnist"
@@ -267,6 +272,9 @@ def validate(cfg: RunConfig) -> None:
     _finite(t.lr, "learning rate")
     if t.lr <= 0:
         raise ConfigError(f"learning rate must be > 0, got {t.lr!r}")
+    if t.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"unknown lr schedule {t.lr_schedule!r}; choose one of {LR_SCHEDULES}")
+    _finite(t.lr_min, "lr_min", 0.0)
     if t.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {t.dataset!r}; choose one of {DATASETS}")
     if t.limit is not None:

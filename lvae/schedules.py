@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from lvae.config import BetaSchedule
+import math
+
+from lvae.config import BetaSchedule, TrainConfig
 
 
 def beta_at(schedule: BetaSchedule, iteration: int, epoch: int, total_iterations: int, total_epochs: int) -> float:
@@ -26,3 +28,13 @@ def beta_curve(schedule: BetaSchedule, iterations_per_epoch: int, epochs: int) -
     """beta at every iteration of a run: what the warm-up slider draws."""
     total = iterations_per_epoch * epochs
     return [beta_at(schedule, i, i // iterations_per_epoch, total, epochs) for i in range(total)]
+
+
+def lr_at(train: TrainConfig, iteration: int, total_iterations: int) -> float:
+    """Learning rate for the `iteration`-th step: a pure function, so resuming is exact."""
+    if train.lr_schedule == "constant":
+        return float(train.lr)
+    if train.lr_schedule == "cosine":
+        frac = min(1.0, iteration / max(1, total_iterations))
+        return float(train.lr_min + 0.5 * (train.lr - train.lr_min) * (1.0 + math.cos(math.pi * frac)))
+    raise ValueError(f"unknown lr schedule {train.lr_schedule!r}")

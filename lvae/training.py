@@ -30,7 +30,7 @@ from lvae.config import ConfigError, RunConfig, validate
 from lvae.data import Split, binarize, fixed_binarization
 from lvae.losses import LossTerms, compute_loss
 from lvae.model import LadderVAE, build_model
-from lvae.schedules import beta_at
+from lvae.schedules import beta_at, lr_at
 from lvae import distributed as dist_utils
 
 
@@ -233,6 +233,8 @@ class Trainer:
         clip = cfg.train.grad_clip if cfg.train.grad_clip is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).item()
         check_finite(terms, s.iteration, grad_norm)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(cfg.train, s.iteration, self.total_iters)
         self.optimizer.step()
         return terms, beta
 

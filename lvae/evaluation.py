@@ -1,0 +1,247 @@
+"""Every number a run is judged by: ELBO, importance-weighted NLL, KL and active units
+per layer (bottom first, as everywhere in the package), and the quality of prior samples.
+
+Importance-weighted bound (Burda et al., 2016). With the ladder's proposal
+q(z|x) = q(z_{L-1}|x) prod_k q(z_k|z_{k+1}, x) and w = p(x, z) / q(z|x),
+
+    log p(x) >= L_K = E[ log (1/K) sum_k w_k ],   L_1 = ELBO <= L_K <= log p(x),  L_K -> log p(x).
+
+The bottom-up pass is deterministic, so it runs once per image; only the top-down pass
+is repeated, in chunks of at most `chunk` rows, so memory stays bounded for K = 5000.
+Log-weights are summed in float32 per sample and combined by log-sum-exp in float64.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from lvae import checkpoint as ckpt
+from lvae.classifier import class_histogram, features, kl_to_uniform, load_classifier, predict
+from lvae.data import load_split
+from lvae.fid import frechet_distance
+from lvae.latents import Gaussian
+from lvae.losses import log_likelihood
+from lvae.model import LadderOutput, LadderVAE
+from lvae.training import evaluation_inputs, test_elbo
+
+ACTIVE_THRESHOLD = 0.01
+
+
+# ----------------------------------------------------------------------------- importance weighting
+
+
+def log_weight(out: LadderOutput, x: Tensor, likelihood: str, output_variance: float = 0.5) -> Tensor:
+    """log p(x, z) - log q(z | x) for the z of one top-down pass: (B,).
+
+    Deterministic layers (a vanilla VAE's lower rungs) hold no latent and add nothing.
+    """
+    lw = log_likelihood(out.x_logits, x, likelihood, output_variance)
+    for q, p, z in zip(out.posteriors, out.priors, out.samples):
+        if q is not None:
+            lw = lw + p.log_prob(z) - q.log_prob(z)
+    return lw
+
+
+def _expand(encoder: list[Gaussian | None], k: int) -> list[Gaussian | None]:
+    return [None if g is None else g.expand(k) for g in encoder]
+
+
+@torch.no_grad()
+def importance_log_weights(model: LadderVAE, x: Tensor, k: int, likelihood: str, output_variance: float = 0.5,
+                           chunk: int = 4096) -> Tensor:
+    """K log-weights per image: (B, K) float64. One bottom-up pass, ceil(B*K/chunk) top-down passes."""
+    encoder = model.bottom_up(x)
+    b = len(x)
+    per_pass = max(1, chunk // b)  # samples per image in one top-down pass
+    cols = []
+    for start in range(0, k, per_pass):
+        n = min(per_pass, k - start)
+        out = model.top_down(_expand(encoder, n))
+        lw = log_weight(out, x.repeat_interleave(n, 0), likelihood, output_variance)
+        cols.append(lw.view(b, n).double())
+    return torch.cat(cols, 1)
+
+
+@dataclass
+class IWEstimate:
+    """-log p(x) estimated with K importance samples, averaged over images."""
+
+    nll: float  # mean over images of -log (1/K) sum_k w_k
+    stderr: float  # standard error of that mean over images
+    iw_samples: int
+    elbo_mc: float  # mean log-weight: a Monte Carlo ELBO from the same samples
+    per_image: Tensor  # (N,) float64, each image's log p(x) estimate
+
+
+@torch.no_grad()
+def iw_log_likelihood(model: LadderVAE, x_all: Tensor, k: int, likelihood: str, output_variance: float = 0.5,
+                      chunk: int = 4096, progress: bool = False) -> IWEstimate:
+    """The importance-weighted estimate of log p(x) over a whole split, in nats per image."""
+    if k < 1:
+        raise ValueError(f"the number of importance samples must be >= 1, got {k}")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    images_per_batch = max(1, min(len(x_all), chunk // k)) if k < chunk else 1
+    estimates, mean_lw = [], []
+    with tqdm(total=len(x_all), desc=f"IW bound (K={k})", unit="img", disable=not progress, leave=False) as bar:
+        for i in range(0, len(x_all), images_per_batch):
+            x = x_all[i : i + images_per_batch].to(device)
+            lw = importance_log_weights(model, x, k, likelihood, output_variance, chunk)  # (B, K)
+            estimates.append(torch.logsumexp(lw, 1) - math.log(k))
+            mean_lw.append(lw.mean(1))
+            bar.update(len(x))
+    model.train(was_training)
+    per_image = torch.cat(estimates).cpu()
+    n = len(per_image)
+    stderr = per_image.std().item() / math.sqrt(n) if n > 1 else float("nan")
+    return IWEstimate(-per_image.mean().item(), stderr, k, torch.cat(mean_lw).mean().item(), per_image)
+
+
+# ----------------------------------------------------------------------------- per-layer statistics
+
+
+@torch.no_grad()
+def posterior_means(model: LadderVAE, x: Tensor, samples: int = 10) -> list[Tensor | None]:
+    """E_q[z_k | x] per layer, flattened: (B, D_k), or None for a deterministic layer.
+
+    The top layer's mean is the encoder's. Below it q(z_k | .) depends on the sampled
+    layers above, so its mean is averaged over `samples` top-down passes (Rao-Blackwellised:
+    the merged Gaussian's mean, not a draw).
+    """
+    encoder = model.bottom_up(x)
+    sums: list[Tensor | None] = [None] * model.depth
+    for _ in range(samples):
+        out = model.top_down(encoder)
+        for k, q in enumerate(out.posteriors):
+            if q is not None:
+                m = q.mu.flatten(1)
+                sums[k] = m if sums[k] is None else sums[k] + m
+    return [None if s is None else s / samples for s in sums]
+
+
+@torch.no_grad()
+def active_units(model: LadderVAE, x_all: Tensor, threshold: float = ACTIVE_THRESHOLD, samples: int = 10,
+                 batch_size: int = 1000) -> tuple[list[int], list[int], list[Tensor | None]]:
+    """Burda et al.'s activity A_u = Cov_x(E_q[u | x]); a unit is active if A_u > threshold.
+
+    Returns (active count per layer, units per layer, A_u per layer), bottom first; a
+    deterministic layer counts 0 of 0 and has None.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    per_layer: list[list[Tensor]] = [[] for _ in range(model.depth)]
+    for i in range(0, len(x_all), batch_size):
+        for k, m in enumerate(posterior_means(model, x_all[i : i + batch_size].to(device), samples)):
+            if m is not None:
+                per_layer[k].append(m.double().cpu())
+    model.train(was_training)
+    activity = [torch.cat(ms).var(0) if ms else None for ms in per_layer]
+    active = [0 if a is None else int((a > threshold).sum()) for a in activity]
+    units = [0 if a is None else len(a) for a in activity]
+    return active, units, activity
+
+
+# ----------------------------------------------------------------------------- samples
+
+
+@torch.no_grad()
+def sample_quality(model: LadderVAE, reference: Tensor, n: int = 10000, temperature: float = 1.0,
+                   batch_size: int = 1000) -> dict[str, Any]:
+    """Class histogram of `n` prior samples, its KL to uniform, and FID_MNIST against `reference` images."""
+    judge = load_classifier()
+    device = next(model.parameters()).device
+    images = torch.cat([model.generate(min(batch_size, n - i), temperature, device).cpu() for i in range(0, n, batch_size)])
+    hist = class_histogram(predict(judge, images))
+    return {
+        "class_histogram": hist.tolist(),
+        "class_kl_to_uniform": kl_to_uniform(hist),
+        "fid_mnist": frechet_distance(features(judge, images), features(judge, reference)),
+        "prior_samples": n,
+        "temperature": temperature,
+    }
+
+
+# ----------------------------------------------------------------------------- a whole run
+
+
+def evaluate_model(model: LadderVAE, x_eval: Tensor, reference: Tensor, likelihood: str, output_variance: float = 0.5,
+                   iw_samples: int = 1000, chunk: int = 4096, prior_samples: int = 10000, seed: int = 0,
+                   progress: bool = False) -> dict[str, Any]:
+    """All metrics for one model on one split. `x_eval` is what the likelihood scores
+    (fixed binarization for Bernoulli), `reference` the continuous images FID compares with."""
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    elbo = test_elbo(model, x_eval, likelihood, output_variance)
+    iw = iw_log_likelihood(model, x_eval, iw_samples, likelihood, output_variance, chunk, progress)
+    active, units, _ = active_units(model, x_eval)
+    result: dict[str, Any] = {
+        "elbo": elbo["elbo"],
+        "recon": elbo["recon"],
+        "nll": iw.nll,
+        "nll_stderr": iw.stderr,
+        "iw_samples": iw.iw_samples,
+        "kl_per_layer": elbo["kl"],
+        "layer_order": "bottom first",
+        "active_units": active,
+        "latent_units": units,
+        "images": len(x_eval),
+    }
+    if prior_samples > 0:
+        result.update(sample_quality(model, reference, prior_samples))
+    result["eval_seconds"] = time.perf_counter() - t0
+    return result
+
+
+def evaluate_run(run_dir: Path, iw_samples: int = 1000, split: str = "test", chunk: int = 4096, limit: int | None = None,
+                 prior_samples: int = 10000, seed: int = 0, data_root: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """`python -m lvae evaluate`: load a run folder's latest checkpoint and measure everything."""
+    from lvae.config import ConfigError
+
+    if iw_samples < 1:
+        raise ConfigError(f"--iw-samples must be >= 1, got {iw_samples}")
+    if chunk < 1:
+        raise ConfigError(f"--chunk must be >= 1, got {chunk}")
+    cfg, model = ckpt.load_run(run_dir)
+    data = load_split(cfg.train.dataset, split, data_root).head(limit)
+    if cfg.train.dataset != "mnist":
+        prior_samples = 0  # the judge knows digits only
+    result = evaluate_model(model, evaluation_inputs(data, cfg.model.likelihood), data.images, cfg.model.likelihood,
+                            cfg.model.output_variance, iw_samples, chunk, prior_samples, seed, progress)
+    return {"run": str(run_dir), "config": cfg.name, "model_kind": cfg.model_kind, "likelihood": cfg.model.likelihood,
+            "split": split, **result, "hardware": hardware()}
+
+
+def hardware() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """The human-readable form of `evaluate_run`'s result."""
+    lines = [
+        f"{r['run']} ({r['config']}, {r['model_kind']}, {r['likelihood']} likelihood, {r['images']} {r['split']} images)",
+        f"  ELBO            {r['elbo']:.2f} nats/image (recon {r['recon']:.2f})",
+        f"  NLL (IW, K={r['iw_samples']}) {r['nll']:.2f} ± {r['nll_stderr']:.2f} nats/image",
+        f"  KL per layer    {[round(k, 2) for k in r['kl_per_layer']]} (bottom first)",
+        f"  active units    {r['active_units']} of {r['latent_units']} (bottom first)",
+    ]
+    if "class_histogram" in r:
+        lines += [
+            f"  classes         {[round(h, 3) for h in r['class_histogram']]} (digits 0-9, {r['prior_samples']} prior samples)",
+            f"  KL to uniform   {r['class_kl_to_uniform']:.4f} nats",
+            f"  FID_MNIST       {r['fid_mnist']:.2f}",
+        ]
+    lines.append(f"  ({r['eval_seconds']:.0f} s)")
+    return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""The importance-weighted bound, active units and the evaluate command, on tiny models.
+
+Exactness is checked against log p(x) computed by quadrature: a ladder with two 1-d
+latents over 6 binary pixels has a marginal we can integrate on a grid to any precision.
+"""
+
+import json
+import math
+
+import pytest
+import torch
+
+from lvae.cli import main
+from lvae.config import LayerSpec, ModelConfig
+from lvae.data import fixed_binarization, synthetic_split
+from lvae.evaluation import active_units, importance_log_weights, iw_log_likelihood
+from lvae.losses import log_likelihood
+from lvae.model import LadderVAE, VanillaVAE
+from lvae.training import test_elbo as elbo_on
+from conftest import conv_config, dense_config
+
+
+def tiny_images(n=32, seed=0):
+    return fixed_binarization(synthetic_split(n, seed).images)
+
+
+# ----------------------------------------------------------------------------- exactness
+
+
+def quadrature_log_px(model: LadderVAE, x: torch.Tensor) -> torch.Tensor:
+    """log p(x) of a ladder with latents z1 (top, 1-d) and z0 (1-d), by a 2-d grid sum: (B,) float64."""
+    z1 = torch.linspace(-8, 8, 641)
+    z0 = torch.linspace(-14, 14, 1121)
+    with torch.no_grad():
+        p = model.prior(0, z1[:, None])  # p(z0 | z1) for every grid z1: (n1, 1)
+        log_p0 = -0.5 * (math.log(2 * math.pi) + p.logvar + (z0[None] - p.mu) ** 2 * torch.exp(-p.logvar))  # (n1, n0)
+        log_p1 = -0.5 * (math.log(2 * math.pi) + z1**2)  # (n1,)
+        logits = model.decode(z0[:, None])  # (n0, 1, 2, 3)
+        log_px_z = torch.stack([log_likelihood(logits, xi.expand_as(logits), "bernoulli") for xi in x])  # (B, n0)
+        joint = (log_px_z[:, None, :] + log_p0[None] + log_p1[None, :, None]).double()  # (B, n1, n0)
+    # the grid must hold all the mass: the integrand at its edges is negligible
+    edges = torch.cat([joint[:, [0, -1], :].flatten(1), joint[:, :, [0, -1]].flatten(1)], 1)
+    assert (edges.max(1).values - joint.flatten(1).max(1).values).max() < -25
+    return torch.logsumexp(joint.flatten(1), 1) + math.log((z1[1] - z1[0]).item() * (z0[1] - z0[0]).item())
+
+
+def two_latent_model() -> LadderVAE:
+    cfg = ModelConfig([LayerSpec("dense", (8,), 1), LayerSpec("dense", (8,), 1)], image_shape=(1, 2, 3), likelihood="bernoulli")
+    return LadderVAE(cfg).eval()
+
+
+def test_iw_estimate_converges_to_the_exact_marginal():
+    model = two_latent_model()
+    x = torch.bernoulli(torch.full((16, 1, 2, 3), 0.5))
+    exact = quadrature_log_px(model, x)
+    iw = iw_log_likelihood(model, x, 20000, "bernoulli", chunk=50000)
+    elbo = iw_log_likelihood(model, x, 1, "bernoulli")  # one sample per image: an ELBO draw
+    assert (iw.per_image - exact).abs().max() < 0.1
+    assert abs(-iw.nll - exact.mean().item()) < 0.03
+    assert iw.elbo_mc < exact.mean().item() - 0.05 and abs(-elbo.nll - iw.elbo_mc) < 0.6  # the ELBO is clearly looser
+
+
+def test_iw_estimate_is_exact_for_a_vanilla_vae_too():
+    cfg = ModelConfig([LayerSpec("dense", (8,), 1), LayerSpec("dense", (8,), 1)], image_shape=(1, 2, 3), likelihood="bernoulli")
+    model = VanillaVAE(cfg).eval()  # one stochastic latent (the top); the lower rung passes its prior mean on
+    x = torch.bernoulli(torch.full((8, 1, 2, 3), 0.5))
+    z = torch.linspace(-9, 9, 4001)
+    with torch.no_grad():
+        logits = model.decode(model.prior(0, z[:, None]).mu)
+        lp = torch.stack([log_likelihood(logits, xi.expand_as(logits), "bernoulli") for xi in x]).double()
+    exact = torch.logsumexp(lp - 0.5 * (math.log(2 * math.pi) + z.double() ** 2), 1) + math.log((z[1] - z[0]).item())
+    iw = iw_log_likelihood(model, x, 20000, "bernoulli", chunk=50000)
+    assert (iw.per_image - exact).abs().max() < 0.05
+
+
+# ----------------------------------------------------------------------------- the bound in K
+
+
+@pytest.mark.parametrize("make", [lambda: LadderVAE(dense_config(3)), lambda: LadderVAE(conv_config(2, "bernoulli"))])
+def test_k_equal_one_is_the_elbo_in_expectation(make):
+    model = make().eval()
+    x = tiny_images(16).repeat(40, 1, 1, 1)  # 40 independent draws per image
+    iw = iw_log_likelihood(model, x, 1, "bernoulli")
+    elbo = elbo_on(model, x, "bernoulli")["elbo"]
+    # both are unbiased for the same ELBO; compare within the sampling noise of the difference
+    lw = importance_log_weights(model, x[:16], 40, "bernoulli")
+    noise = lw.std(1).mean().item() / math.sqrt(len(x))
+    assert abs(-iw.nll - elbo) < 5 * math.sqrt(2) * noise + 1e-3
+
+
+def test_estimate_does_not_rise_with_k():
+    model = LadderVAE(dense_config(3)).eval()
+    x = tiny_images(32)
+    nll = {k: iw_log_likelihood(model, x, k, "bernoulli", chunk=2000).nll for k in (1, 10, 100, 1000)}
+    assert nll[1] > nll[10] > nll[100] > nll[1000] - 0.05, nll  # the bound tightens as K grows
+    assert nll[1] - nll[1000] > 1.0, nll  # and on an untrained model by a clear margin
+
+
+def test_chunking_changes_memory_not_the_result():
+    model = LadderVAE(dense_config(2)).eval()
+    x = tiny_images(6)
+    torch.manual_seed(1)
+    a = importance_log_weights(model, x, 50, "bernoulli", chunk=10_000)  # one pass
+    torch.manual_seed(1)
+    b = importance_log_weights(model, x, 50, "bernoulli", chunk=7)  # 50 passes of one sample each
+    assert a.shape == b.shape == (6, 50) and a.dtype == torch.float64
+    assert torch.allclose(a.mean(1), b.mean(1), atol=5 * math.sqrt(2) * a.std(1).max().item() / math.sqrt(50))
+
+
+# ----------------------------------------------------------------------------- active units
+
+
+def test_active_units_follow_the_definition():
+    model = LadderVAE(dense_config(2)).eval()
+    mu_rows = model.enc_heads[-1].net[0]  # Linear to (mu, raw var) of the top latent (12 units)
+    with torch.no_grad():
+        mu_rows.weight[:12] *= 20.0
+        mu_rows.weight[:4] = 0.0  # units 0-3: the mean ignores x, so they are inactive
+        mu_rows.bias[:4] = 1.0
+    x = tiny_images(64)
+    active, units, activity = active_units(model, x)
+    assert units == [16, 12]
+    assert active[1] == 8
+    assert torch.all(activity[1][:4] < 1e-12)
+    top_means = model.bottom_up(x)[-1].mu.double()
+    assert torch.allclose(activity[1], top_means.var(0), rtol=1e-4)
+    assert 0 <= active[0] <= 16
+
+
+def test_a_vanilla_vae_has_units_only_at_the_top():
+    active, units, activity = active_units(VanillaVAE(dense_config(3)).eval(), tiny_images(16))
+    assert units == [0, 0, 8] and active[:2] == [0, 0] and activity[0] is None
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_cli_evaluate_json(tmp_path, tiny_data, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--config", "paper", "--epochs", "1", "--batch-size", "64", "--data-root", str(tiny_data),
+                 "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--iw-samples", "20", "--prior-samples", "200", "--data-root", str(tiny_data),
+                 "--json", "--no-progress"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["iw_samples"] == 20 and r["images"] == 64 and r["layer_order"] == "bottom first"
+    assert len(r["kl_per_layer"]) == len(r["active_units"]) == 5
+    assert r["nll"] <= -r["elbo"] + 5 * r["nll_stderr"]
+    assert len(r["class_histogram"]) == 10 and abs(sum(r["class_histogram"]) - 1) < 1e-9
+    assert 0 <= r["class_kl_to_uniform"] <= math.log(10) + 1e-9 and r["fid_mnist"] >= 0
+
+
+def test_cli_evaluate_refuses_bad_input(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nothing")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
