@@ -2,16 +2,21 @@
 
 A checkpoint is a dict of tensors and plain Python values, so it loads with
 `torch.load(weights_only=True)`: a file from elsewhere cannot run code.
+
+Every write goes to a temporary file in the same folder, is fsynced, then renamed over
+the target, so a crash, a SIGKILL or a full disk leaves either the old file or the new
+one, never half of one. Failures become `CheckpointError`s that name the file.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -20,23 +25,36 @@ LATEST = "checkpoint.pt"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used; the message names the file and the reason."""
+    """A checkpoint (or run file) that cannot be used or written; the message names the file."""
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over `path`."""
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:200]
+
+
+def write_atomic(path: Path, write: Callable[[Any], None]) -> None:
+    """Call `write(f)` on a temporary file beside `path`, fsync, then rename it over `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise CheckpointError(f"could not write {path}: {e.strerror or _first_line(e)}") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save `obj` to `path` atomically."""
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -45,49 +63,75 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a usable checkpoint (truncated, corrupt or not made by lvae): {first[:200]}") from None
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path}: not a usable checkpoint (truncated, corrupt or not made by lvae): {_first_line(e)}") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: not an lvae checkpoint (holds a {type(obj).__name__}, not a dict)")
+    return obj
 
 
 def save_rotating(obj: Any, run_dir: Path, iteration: int, keep: int) -> Path:
-    """Write `checkpoint-<iteration>.pt` and `checkpoint.pt`, keeping the last `keep` numbered ones."""
+    """Write `checkpoint-<iteration>.pt` and `checkpoint.pt`, keeping the last `keep` numbered ones.
+
+    `checkpoint.pt` is a hard link to the numbered file where the file system allows it
+    (one write instead of two), else a second atomic copy; the old ones are deleted only
+    after both exist.
+    """
     run_dir = Path(run_dir)
     numbered = run_dir / f"checkpoint-{iteration:08d}.pt"
     save_atomic(obj, numbered)
-    save_atomic(obj, run_dir / LATEST)
+    latest = run_dir / LATEST
+    link = run_dir / f".{LATEST}.link.tmp"
+    try:
+        if link.exists():
+            link.unlink()
+        os.link(numbered, link)
+        os.replace(link, latest)
+    except OSError:
+        save_atomic(obj, latest)
     for old in sorted(run_dir.glob(CHECKPOINT_GLOB))[:-keep]:
         old.unlink()
     return numbered
 
 
-def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted names of the fields where two config dicts differ."""
-    diffs = []
+def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """{dotted field name: (saved value, current value)} where two config dicts differ."""
+    diffs: dict[str, tuple[Any, Any]] = {}
     for key in sorted(set(saved) | set(current)):
         a, b = saved.get(key, "<missing>"), current.get(key, "<missing>")
         name = f"{prefix}{key}"
         if isinstance(a, dict) and isinstance(b, dict):
-            diffs += config_differences(a, b, name + ".")
+            diffs.update(config_differences(a, b, name + "."))
         elif a != b:
-            diffs.append(f"{name}: checkpoint has {a!r}, this run has {b!r}")
+            diffs[name] = (a, b)
     return diffs
+
+
+def load_config(path: Path):
+    """The RunConfig in a run's config.json; a missing or damaged file gives one clear line."""
+    from lvae.config import RunConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent}: not a run folder (no config.json); train one with: python -m lvae train --out {path.parent}")
+    try:
+        return RunConfig.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise CheckpointError(f"{path}: not a valid run config ({type(e).__name__}: {_first_line(e)}); "
+                          f"restore it, or start a new run with --overwrite") from None
 
 
 def load_run(run_dir: Path, device: str | torch.device = "cpu"):
     """(RunConfig, model in eval mode) from a run folder's config.json and latest checkpoint."""
-    from lvae.config import RunConfig
     from lvae.model import build_model
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise CheckpointError(f"{run_dir}: not a run folder (no config.json); train one with: python -m lvae train --out {run_dir}")
-    cfg = RunConfig.load(run_dir / "config.json")
+    cfg = load_config(run_dir / "config.json")
     sd = load(run_dir / LATEST, map_location=device)
     model = build_model(cfg.model_kind, cfg.model).to(device)
     try:
         model.load_state_dict(sd["model"])
-    except (KeyError, RuntimeError) as e:
-        raise CheckpointError(f"{run_dir / LATEST}: does not match {run_dir / 'config.json'}: {str(e).splitlines()[0][:200]}") from None
+    except (KeyError, RuntimeError, TypeError) as e:
+        raise CheckpointError(f"{run_dir / LATEST}: does not match {run_dir / 'config.json'}: {_first_line(e)}") from None
     return cfg, model.eval()

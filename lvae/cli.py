@@ -6,13 +6,14 @@ Every error a user can cause ends in one line on stderr that says what to fix.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import torch
 
 from lvae import checkpoint as ckpt
-from lvae.config import DATASETS, KL_MODES, LR_SCHEDULES, MODEL_KINDS, NAMED_CONFIGS, ConfigError, RunConfig, named_config, validate
+from lvae.config import AMP_MODES, DATASETS, KL_MODES, LR_SCHEDULES, MODEL_KINDS, NAMED_CONFIGS, ConfigError, RunConfig, named_config, validate
 from lvae.data import DataError, default_root, fetch, load_split
 
 RUN_FILES = ("config.json", "history.jsonl", "epochs.jsonl", ckpt.LATEST)
@@ -22,7 +23,7 @@ RUN_FILES = ("config.json", "history.jsonl", "epochs.jsonl", ckpt.LATEST)
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", choices=sorted(NAMED_CONFIGS), default="seed", help="named configuration")
+    p.add_argument("--config", choices=sorted(NAMED_CONFIGS), help="named configuration (default seed)")
     p.add_argument("--model", choices=MODEL_KINDS, help="lvae (default) or a vanilla vae with the same trunks")
     p.add_argument("--data", choices=DATASETS, help="dataset (default mnist)")
     p.add_argument("--data-root", type=Path, help="data cache (default $LVAE_DATA or ./data)")
@@ -40,6 +41,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beta-end", type=float, help="final KL weight of the warm-up")
     p.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
     p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints")
+    p.add_argument("--keep-checkpoints", type=int, help="numbered checkpoints to keep (default 2)")
+    p.add_argument("--amp", choices=AMP_MODES, help="bf16: autocast the model's forward pass to bfloat16 (default off)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model (default off)")
     p.add_argument("--out", type=Path, help="run folder")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
@@ -47,13 +51,14 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(a: argparse.Namespace) -> RunConfig:
-    cfg = named_config(a.config)
+    cfg = named_config(a.config or "seed")
     overrides = {
         ("train", "epochs"): a.epochs, ("train", "batch_size"): a.batch_size, ("train", "lr"): a.lr,
         ("train", "lr_schedule"): a.lr_schedule, ("train", "lr_min"): a.lr_min,
         ("train", "seed"): a.seed, ("train", "device"): a.device, ("train", "limit"): a.limit,
         ("train", "dataset"): a.data, ("train", "grad_clip"): a.grad_clip,
-        ("train", "checkpoint_every"): a.checkpoint_every,
+        ("train", "checkpoint_every"): a.checkpoint_every, ("train", "keep_checkpoints"): a.keep_checkpoints,
+        ("train", "amp"): a.amp, ("train", "compile"): a.compile,
         ("objective", "kl_mode"): a.kl_mode, ("objective", "free_bits"): a.free_bits,
     }
     for (section, key), value in overrides.items():
@@ -69,43 +74,61 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
     return cfg
 
 
-def prepare_run_dir(out: Path, overwrite: bool) -> None:
-    """Refuse to train into a folder that holds another run, unless told to replace it."""
-    existing = [f for f in RUN_FILES if (out / f).exists()] + [p.name for p in out.glob(ckpt.CHECKPOINT_GLOB)]
-    if not existing:
-        return
-    if not overwrite:
-        raise ConfigError(f"{out} already holds a run ({', '.join(sorted(existing))}); "
-                          f"continue it with --resume {out}, or replace it with --overwrite")
-    for name in existing:
-        (out / name).unlink()
+# A resumed run keeps its config.json; these flags may still change (lvae.training.RESUMABLE_FIELDS).
+RESUME_FLAGS = ("epochs", "lr", "grad_clip", "checkpoint_every", "keep_checkpoints", "device", "amp", "compile")
+FIXED_ON_RESUME = ("config", "model", "data", "batch_size", "lr_schedule", "lr_min", "warmup", "seed", "limit",
+                   "kl_mode", "free_bits", "beta_end", "out", "overwrite")
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def resumed_config(a: argparse.Namespace) -> RunConfig:
+    """The run's own config.json with the few flags a resumed run may change; refuse the others."""
+    fixed = [flag(n) for n in FIXED_ON_RESUME if getattr(a, n, None) not in (None, False)]
+    if fixed:
+        raise ConfigError(f"{', '.join(fixed)} cannot change when resuming ({a.resume / 'config.json'} fixes the run); "
+                          f"a resumed run may change only {', '.join(flag(n) for n in RESUME_FLAGS)}")
+    cfg = ckpt.load_config(a.resume / "config.json")
+    for name in RESUME_FLAGS:
+        if getattr(a, name) is not None:
+            setattr(cfg.train, name, getattr(a, name))
+    return cfg
+
+
+def existing_run_files(out: Path) -> list[str]:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; choose another path")
+    return sorted([f for f in RUN_FILES if (out / f).exists()] + [p.name for p in out.glob(ckpt.CHECKPOINT_GLOB)])
 
 
 def cmd_train(a: argparse.Namespace) -> None:
-    from lvae.training import Trainer
+    """Check everything (config, device, data, run folder) before the first byte is written."""
+    from lvae.training import Trainer, resolve_device
 
     if a.resume:
-        cfg_path = a.resume / "config.json"
-        if not cfg_path.is_file():
-            raise ConfigError(f"{a.resume} has no config.json: nothing to resume; start a run with --out {a.resume}")
-        cfg = RunConfig.load(cfg_path)
-        if a.epochs is not None:
-            cfg.train.epochs = a.epochs
-        out = a.resume
+        cfg, out = resumed_config(a), a.resume
+        existing: list[str] = []
     else:
         if a.out is None:
             raise ConfigError("say where the run goes: --out RUN_DIR")
-        cfg = config_from_args(a)
-        out = a.out
+        cfg, out = config_from_args(a), a.out
+        existing = existing_run_files(out)
+        if existing and not a.overwrite:
+            raise ConfigError(f"{out} already holds a run ({', '.join(existing)}); "
+                              f"continue it with --resume {out}, or replace it with --overwrite")
     validate(cfg)
+    resolve_device(cfg.train.device)
     root = a.data_root or default_root()
     train_split = load_split(cfg.train.dataset, "train", root)
     test_split = load_split(cfg.train.dataset, "test", root)
-    if not a.resume:
-        prepare_run_dir(out, a.overwrite)
     trainer = Trainer(cfg, out, train_split, test_split, progress=not a.no_progress)
     if a.resume:
         trainer.resume()
+    elif trainer.dist.is_main:  # --overwrite: the old run goes only now that the new one is known to start
+        for name in existing:
+            (out / name).unlink()
     result = trainer.fit()
     if trainer.dist.is_main and result:
         print(f"done: {out} (test ELBO {result['elbo']:.2f} nats/image)")
@@ -195,16 +218,25 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "data": cmd_data, "classif
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lvae.distributed import launch_rank
     from lvae.training import Interrupted, NonFiniteError
 
     args = build_parser().parse_args(argv)
+    rank = launch_rank()
+    # Under torchrun rank 0 speaks; the first rank of each other node too, for node-specific errors (data, GPU).
+    say = rank == 0 or os.environ.get("LOCAL_RANK") == "0"
+    prefix = f"[rank {rank}] " if rank else ""
     try:
         COMMANDS[args.command](args)
-    except Interrupted as e:
-        print(e, file=sys.stderr)
+    except Interrupted as e:  # the trainer has told the user how to resume
+        return e.exit_code
+    except KeyboardInterrupt:
+        if say:
+            print(f"{prefix}interrupted", file=sys.stderr)
         return 130
     except (ConfigError, DataError, ckpt.CheckpointError, NonFiniteError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        if say:
+            print(f"{prefix}error: {e}", file=sys.stderr)
         return 2
     finally:
         from lvae.distributed import shutdown

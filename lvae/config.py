@@ -27,6 +27,7 @@ SCHEDULE_KINDS = ("linear_iter", "linear_epoch", "constant")
 MODEL_KINDS = ("lvae", "vae")
 LR_SCHEDULES = ("constant", "cosine")
 DATASETS = ("mnist", "fashion-mnist")
+AMP_MODES = ("off", "bf16")
 
 
 class ConfigError(ValueError):
@@ -125,6 +126,10 @@ class TrainConfig:
     grad_clip: float | None = None
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
+    # Speed options (lvae.speed_options measures them): bf16 autocast of the model's
+    # forward pass (the loss stays float32) and torch.compile of the model.
+    amp: str = "off"
+    compile: bool = False
 
 
 @dataclass
@@ -289,3 +294,7 @@ def validate(cfg: RunConfig) -> None:
     _positive_int(t.keep_checkpoints, "keep_checkpoints")
     if not (t.device == "cpu" or t.device.startswith("cuda")):
         raise ConfigError(f"unknown device {t.device!r}; choose 'cpu' or 'cuda'")
+    if t.amp not in AMP_MODES:
+        raise ConfigError(f"unknown amp mode {t.amp!r}; choose one of {AMP_MODES} (float16 would need loss scaling)")
+    if not isinstance(t.compile, bool):
+        raise ConfigError(f"compile must be true or false, got {t.compile!r}")

@@ -1,13 +1,19 @@
 """torchrun support: one process per device, DistributedDataParallel, rank 0 writes.
 
 Under `torchrun` (WORLD_SIZE > 1 in the environment) the process group starts with
-`gloo` on CPU and `nccl` on CUDA; otherwise everything here is a no-op.
+`gloo` on CPU and `nccl` on CUDA; otherwise every method here is a cheap no-op, so the
+trainer calls them unconditionally and single-process runs are unchanged.
+
+Ranks must agree on when to stop (Ctrl-C, NaN, a failed checkpoint write): a rank that
+leaves alone would leave the others waiting in the next all-reduce. The trainer therefore
+decides every such question from values all-reduced here, never from local ones.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -26,13 +32,41 @@ class DistContext:
         return self.rank == 0
 
     def wrap(self, model: nn.Module) -> nn.Module:
+        """DDP around `model`; on CUDA, batch norm statistics are synchronised across ranks.
+
+        SyncBatchNorm needs CUDA, so on CPU each rank normalises over its own local batch.
+        `model` keeps its parameters and state_dict keys, so checkpoints do not change.
+        """
         if not self.enabled:
             return model
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if self.device.type == "cuda":
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            return nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index])
+        return nn.parallel.DistributedDataParallel(model)
+
+    def sum_(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum `t` over ranks in place (gloo has no AVG); returns it."""
+        if self.enabled:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if `flag` is true on any rank."""
+        if not self.enabled:
+            return flag
+        return bool(self.sum_(torch.tensor([float(flag)], device=self.device)).item() > 0)
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's `obj`, in rank order, on every rank (picklable objects, tensors on CPU)."""
+        if not self.enabled:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
 
 
 def context(device_name: str) -> DistContext:
+    """Join the process group if launched by torchrun, else a single-process context."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistContext(False, 0, 1, torch.device(device_name))
@@ -43,8 +77,17 @@ def context(device_name: str) -> DistContext:
     else:
         device, backend = torch.device("cpu"), "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, device_id=device if backend == "nccl" else None)
     return DistContext(True, dist.get_rank(), dist.get_world_size(), device)
+
+
+def launch_rank() -> int:
+    """This process's rank as torchrun set it (0 outside torchrun), readable before any group exists."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def launch_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def shutdown() -> None:

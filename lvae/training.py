@@ -2,21 +2,32 @@
 
 A run folder holds
     config.json        the RunConfig
-    history.jsonl      one line per iteration: loss, recon, KL per layer (bottom first), beta
+    history.jsonl      one line per iteration: loss, recon, KL per layer (bottom first), beta, grad norm
     epochs.jsonl       one line per epoch: test ELBO terms (paper KL, beta = 1)
-    checkpoint.pt      the latest checkpoint (plus the last few numbered ones)
+    checkpoint.pt      the latest checkpoint, plus the last `keep_checkpoints` numbered ones
 
 Resuming is exact: beta is a function of the iteration, the data order a function of
-(seed, epoch), and every RNG state is in the checkpoint.
+(seed, epoch), and the model, the optimizer and every RNG state (one set per rank) are in
+the checkpoint; the learning rate, like beta, is a pure function of the iteration
+(`lr_at`). Log rows written after the checkpoint are dropped on resume.
+
+Under torchrun every rank runs this loop on its share of each global batch; logged values
+are means over ranks, and every decision to stop (Ctrl-C, NaN) is taken from all-reduced
+values so the ranks stop together.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
 import signal
+import statistics
+import sys
 import time
-from contextlib import contextmanager
+from collections import deque
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,12 +37,22 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from lvae import checkpoint as ckpt
+from lvae import distributed as dist_utils
 from lvae.config import ConfigError, RunConfig, validate
 from lvae.data import Split, binarize, fixed_binarization
-from lvae.losses import LossTerms, compute_loss
+from lvae.losses import compute_loss
 from lvae.model import LadderVAE, build_model
 from lvae.schedules import beta_at, lr_at
-from lvae import distributed as dist_utils
+
+# Fields a resumed run may change; anything else must match the checkpoint. Changing one
+# of them (other than epochs, checkpoint_every, keep_checkpoints) ends bit-for-bit repeatability.
+RESUMABLE_FIELDS = frozenset({
+    "train.epochs", "train.lr", "train.grad_clip", "train.checkpoint_every", "train.keep_checkpoints",
+    "train.device", "train.amp", "train.compile",
+})
+# Test hook, e.g. LVAE_TEST_SIGNAL_AT=SIGKILL@5: rank 0 sends itself that signal right after
+# iteration 5 (and its checkpoint, if one is due). How the tests kill a run at a known point.
+TEST_SIGNAL_ENV = "LVAE_TEST_SIGNAL_AT"
 
 
 class NonFiniteError(RuntimeError):
@@ -39,7 +60,11 @@ class NonFiniteError(RuntimeError):
 
 
 class Interrupted(RuntimeError):
-    """Ctrl-C during training: a checkpoint was saved; the message says how to resume."""
+    """Ctrl-C (or SIGTERM) during training: a checkpoint was saved; the message says how to resume."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass
@@ -55,9 +80,20 @@ class TrainState:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but this machine has no CUDA GPU; use --device cpu")
-    return torch.device(name)
+    """The torch.device for `name`, refusing what this machine cannot run."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {name!r}; use cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but this machine has no CUDA GPU; use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"device {name!r} asked for, but this machine has {count} GPU(s): cuda:0 .. cuda:{count - 1}")
+    return device
 
 
 def model_inputs(x: torch.Tensor, likelihood: str, generator: torch.Generator | None) -> torch.Tensor:
@@ -90,57 +126,106 @@ def test_elbo(model: LadderVAE, x_all: torch.Tensor, likelihood: str, output_var
     return {"elbo": -(recon / n + sum(kl)), "recon": recon / n, "kl": kl}
 
 
-def check_finite(terms: LossTerms, iteration: int, grad_norm: float | None = None) -> None:
-    fix = "lower --lr, set grad_clip (--grad-clip 100), or raise model.var_floor"
-    if not math.isfinite(terms.recon.item()):
-        raise NonFiniteError(f"iteration {iteration}: the reconstruction term is {terms.recon.item()}; {fix}")
-    for k, kl in enumerate(terms.kl):
-        if not math.isfinite(kl.item()):
-            raise NonFiniteError(f"iteration {iteration}: the KL of layer {k} (0 = bottom) is {kl.item()}; {fix}")
-    if grad_norm is not None and not math.isfinite(grad_norm):
-        raise NonFiniteError(f"iteration {iteration}: the gradient norm is {grad_norm}; {fix}")
+def first_non_finite(row: dict[str, Any], grad_norm: float) -> str | None:
+    """Which logged term (or the gradient) is NaN/Inf, in words; None if all are finite."""
+    if not math.isfinite(row["recon"]):
+        return f"the reconstruction term is {row['recon']}"
+    for k, kl in enumerate(row["kl"]):
+        if not math.isfinite(kl):
+            return f"the KL of layer {k} (0 = bottom) is {kl}"
+    if not math.isfinite(grad_norm):
+        return f"the gradient norm is {grad_norm}"
+    return None
+
+
+def first_non_finite_gradient(model: torch.nn.Module) -> str | None:
+    for name, p in model.named_parameters():
+        if p.grad is not None and not torch.isfinite(p.grad).all():
+            return name
+    return None
+
+
+def to_float32(obj: Any) -> Any:
+    """Cast every floating tensor inside lists and dataclasses to float32 (after bf16 autocast)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.float() if obj.is_floating_point() else obj
+    if isinstance(obj, list):
+        return [to_float32(o) for o in obj]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: to_float32(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init})
+    return obj
 
 
 @contextmanager
-def sigint_flag() -> Iterator[dict[str, bool]]:
-    """Turn Ctrl-C into a flag the loop checks between iterations (never mid-step)."""
-    flag = {"stop": False}
+def stop_signals() -> Iterator[dict[str, int | None]]:
+    """Turn Ctrl-C and SIGTERM into a flag the loop checks between iterations (never mid-step)."""
+    flag: dict[str, int | None] = {"signum": None}
 
     def handler(signum, frame):  # noqa: ARG001
-        flag["stop"] = True
+        flag["signum"] = signum
 
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: leave Ctrl-C alone
-        yield flag
-        return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: leave the signals alone
+        pass
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    if rows:
+    if not rows:
+        return
+    try:
         with open(path, "a") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
+    except OSError as e:
+        raise ckpt.CheckpointError(f"could not write {path}: {e.strerror or e}") from None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a .jsonl log; a torn last line (a write cut short) is left out."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
 
 
 def _truncate_jsonl(path: Path, key: str, limit: int) -> None:
     """Drop rows written after the checkpoint we resume from (rows with row[key] >= limit)."""
     if path.exists():
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows if r[key] < limit))
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+        keep = [r for r in read_jsonl(path) if r[key] < limit]
+        ckpt.write_atomic(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in keep).encode()))
 
 
 def normalised_config(cfg: RunConfig) -> dict[str, Any]:
     """The config as JSON would give it back (tuples become lists), for saving and comparing."""
     return json.loads(json.dumps(cfg.to_dict()))
+
+
+def _short(value: Any, n: int = 80) -> str:
+    r = repr(value)
+    return r if len(r) <= n else r[: n - 3] + "..."
+
+
+def _test_signal() -> tuple[int, int] | None:
+    spec = os.environ.get(TEST_SIGNAL_ENV)
+    if not spec:
+        return None
+    name, _, iteration = spec.partition("@")
+    return int(getattr(signal, name)), int(iteration)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -154,18 +239,24 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.progress = progress
-        self.dist = dist_utils.context(cfg.train.device)
-        self.device = resolve_device(cfg.train.device) if not self.dist.enabled else self.dist.device
         t = cfg.train
+        device = resolve_device(t.device)
         self.train_split = train_split.head(t.limit)
         if t.batch_size > len(self.train_split):
             raise ConfigError(f"batch size {t.batch_size} is larger than the data ({len(self.train_split)} images); lower --batch-size")
-        if t.batch_size % self.dist.world_size:
-            raise ConfigError(f"batch size {t.batch_size} must divide evenly over {self.dist.world_size} processes")
+        world = dist_utils.launch_world_size()
+        if t.batch_size % world:
+            raise ConfigError(f"batch size {t.batch_size} must divide evenly over {world} processes")
+        self.dist = dist_utils.context(t.device)
+        self.device = self.dist.device if self.dist.enabled else device
         self.test_x = evaluation_inputs(test_split, cfg.model.likelihood)
         torch.manual_seed(t.seed)
         self.model = build_model(cfg.model_kind, cfg.model).to(self.device)
+        if self.dist.rank:  # every rank starts from rank 0's weights (DDP broadcasts them) but draws its own noise
+            torch.manual_seed(t.seed + 1_000_003 * self.dist.rank)
         self.net = self.dist.wrap(self.model)
+        if t.compile:
+            self.net = torch.compile(self.net)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
         self.binarize_gen = torch.Generator().manual_seed(t.seed + 1 + self.dist.rank)
         self.sampler = DistributedSampler(
@@ -176,79 +267,176 @@ class Trainer:
         self.iters_per_epoch = len(self.sampler) // self.local_batch
         self.total_iters = self.iters_per_epoch * t.epochs
         self.state = TrainState()
+        self.last_saved: int | None = None  # iteration of the newest checkpoint on disk
+        self.recent_grad_norms: deque[float] = deque(maxlen=200)
 
     # -------------------------------------------------------------- checkpointing
 
-    def state_dict(self) -> dict[str, Any]:
+    def rng_state(self) -> dict[str, Any]:
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(self.device).cpu() if self.device.type == "cuda" else None,
+            "binarize": self.binarize_gen.get_state(),
+        }
+
+    def set_rng_state(self, per_rank: list[dict[str, Any]] | dict[str, Any], path: Path) -> None:
+        per_rank = per_rank if isinstance(per_rank, list) else [per_rank]
+        if len(per_rank) != self.dist.world_size and self.dist.is_main:
+            print(f"note: {path} was written by {len(per_rank)} process(es) and this run has {self.dist.world_size}; "
+                  f"ranks without a saved state draw fresh noise, so the run will not repeat bit for bit", file=sys.stderr)
+        if self.dist.rank >= len(per_rank):
+            torch.manual_seed(self.cfg.train.seed + 1_000_003 * self.dist.rank + self.state.iteration)
+            self.binarize_gen.manual_seed(self.cfg.train.seed + 1 + self.dist.rank + self.state.iteration)
+            return
+        rng = per_rank[self.dist.rank]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.binarize_gen.set_state(rng["binarize"])
+
+    def state_dict(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "config": normalised_config(self.cfg),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "state": vars(self.state).copy(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "binarize": self.binarize_gen.get_state(),
-            },
+            "rng": rng,
         }
 
     def load_state_dict(self, sd: dict[str, Any], path: Path) -> None:
-        diffs = [d for d in ckpt.config_differences(sd["config"], normalised_config(self.cfg)) if not d.startswith("train.epochs")]
+        """Restore a checkpoint, refusing one made with another configuration."""
+        missing = {"config", "model", "optimizer", "state", "rng"} - set(sd)
+        if missing:
+            raise ckpt.CheckpointError(f"{path}: not an lvae training checkpoint (no {', '.join(sorted(missing))})")
+        try:
+            saved = normalised_config(RunConfig.from_dict(sd["config"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ckpt.CheckpointError(f"{path}: its config is not one this version of lvae reads ({type(e).__name__}: {e})") from None
+        diffs = {k: v for k, v in ckpt.config_differences(saved, normalised_config(self.cfg)).items() if k not in RESUMABLE_FIELDS}
         if diffs:
-            raise ckpt.CheckpointError(f"{path} was made with another configuration: " + "; ".join(diffs))
-        self.model.load_state_dict(sd["model"])
-        self.optimizer.load_state_dict(sd["optimizer"])
-        self.state = TrainState(**sd["state"])
-        torch.set_rng_state(sd["rng"]["torch"])
-        if sd["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(sd["rng"]["cuda"])
-        self.binarize_gen.set_state(sd["rng"]["binarize"])
+            fields = "; ".join(f"{k}: checkpoint {_short(a)}, this run {_short(b)}" for k, (a, b) in diffs.items())
+            raise ckpt.CheckpointError(f"{path} was made with another configuration; differing fields: {fields}")
+        try:
+            self.model.load_state_dict(sd["model"])
+            self.optimizer.load_state_dict(sd["optimizer"])
+            self.state = TrainState(**sd["state"])
+            self.set_rng_state(sd["rng"], path)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ckpt.CheckpointError(f"{path}: does not fit this model and optimizer: {first}") from None
+        self.last_saved = self.state.iteration
 
     def resume(self) -> None:
         """Continue from the run folder's latest checkpoint, dropping log rows made after it."""
         path = self.run_dir / ckpt.LATEST
-        self.load_state_dict(ckpt.load(path), path)
+        if not path.is_file():
+            raise ckpt.CheckpointError(f"{path}: no checkpoint yet (the run stopped before its first one); "
+                                       f"start it again with --out {self.run_dir} --overwrite")
+        self.load_state_dict(ckpt.load(path, map_location="cpu"), path)
+        if self.state.epoch >= self.cfg.train.epochs:
+            raise ConfigError(f"{self.run_dir} has already trained {self.state.epoch} epochs; "
+                              f"to train further, pass --epochs N with N > {self.state.epoch}")
         if self.dist.is_main:
             _truncate_jsonl(self.run_dir / "history.jsonl", "iteration", self.state.iteration)
             _truncate_jsonl(self.run_dir / "epochs.jsonl", "epoch", self.state.epoch)
 
     def save(self, pending: list[dict[str, Any]]) -> None:
-        """Flush the log rows, then write the checkpoint (rank 0 only)."""
+        """Flush the log rows, then write the checkpoint (rank 0 writes; every rank gives its RNG)."""
+        bad = next((name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()), None)
+        if bad is not None:  # identical on every rank: the parameters are
+            raise self.non_finite(f"parameter {bad} is no longer finite")
+        rng = self.dist.gather(self.rng_state())
+        error: ckpt.CheckpointError | None = None
         if self.dist.is_main:
-            _append_jsonl(self.run_dir / "history.jsonl", pending)
-            ckpt.save_rotating(self.state_dict(), self.run_dir, self.state.iteration, self.cfg.train.keep_checkpoints)
+            try:
+                _append_jsonl(self.run_dir / "history.jsonl", pending)
+                ckpt.save_rotating(self.state_dict(rng), self.run_dir, self.state.iteration, self.cfg.train.keep_checkpoints)
+            except ckpt.CheckpointError as e:
+                error = e
+        if self.dist.any(error is not None):
+            raise ckpt.CheckpointError(f"{error or 'rank 0 could not write a checkpoint'}; {self.where_to_resume()}")
+        self.last_saved = self.state.iteration
         pending.clear()
+
+    def resume_command(self, extra: str = "") -> str:
+        launcher = f"torchrun --nproc_per_node {self.dist.world_size}" if self.dist.enabled else "python"
+        return f"{launcher} -m lvae train --resume {self.run_dir}{extra}"
+
+    def where_to_resume(self, extra: str = "") -> str:
+        if self.last_saved is None:
+            return f"no checkpoint was written yet; start again with: python -m lvae train ... --out {self.run_dir} --overwrite{extra}"
+        return (f"the last good checkpoint {self.run_dir / ckpt.LATEST} (iteration {self.last_saved}) is intact; "
+                f"resume with: {self.resume_command(extra)}")
+
+    def non_finite(self, problem: str) -> NonFiniteError:
+        t = self.cfg.train
+        typical = statistics.median(self.recent_grad_norms) if self.recent_grad_norms else None
+        clip = t.grad_clip / 10 if t.grad_clip is not None else (2 * typical if typical and math.isfinite(typical) else 100.0)
+        fix = f" --lr {t.lr / 10:g} --grad-clip {clip:.3g}"
+        return NonFiniteError(f"iteration {self.state.iteration}: {problem}; training stopped before this step changed the model. "
+                              f"Lower the learning rate or clip the gradients: {self.where_to_resume(fix)}")
+
+    def interrupted(self, signum: int) -> None:
+        """Tell the user how to resume (rank 0), then raise Interrupted on every rank.
+
+        Under torchrun the other ranks wait for rank 0's message: torchrun stops rank 0 as
+        soon as any rank exits.
+        """
+        error = Interrupted(f"{signal.Signals(signum).name} at iteration {self.state.iteration}: checkpoint saved in "
+                           f"{self.run_dir / ckpt.LATEST}. Resume with: {self.resume_command()}", 128 + signum)
+        if self.dist.is_main:
+            print(error, file=sys.stderr, flush=True)
+        self.dist.any(False)
+        raise error
 
     # -------------------------------------------------------------- training
 
-    def step(self, x: torch.Tensor) -> tuple[LossTerms, float]:
-        cfg = self.cfg
-        s = self.state
+    def autocast(self):
+        if self.cfg.train.amp == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def step(self, x: torch.Tensor, stop_requested: bool) -> tuple[dict[str, Any], bool]:
+        """One optimiser step; returns the log row (means over ranks) and whether any rank must stop."""
+        cfg, s = self.cfg, self.state
         beta = beta_at(cfg.objective.beta, s.iteration, s.epoch, self.total_iters, cfg.train.epochs)
         x = model_inputs(x, cfg.model.likelihood, self.binarize_gen).to(self.device, non_blocking=True)
-        terms = compute_loss(self.net(x), x, cfg.model.likelihood, beta, cfg.objective.kl_mode, cfg.objective.free_bits, cfg.model.output_variance)
-        check_finite(terms, s.iteration)
+        with self.autocast():
+            out = self.net(x)
+        if cfg.train.amp != "off":
+            out = to_float32(out)  # the loss and its logged terms stay in float32
+        terms = compute_loss(out, x, cfg.model.likelihood, beta, cfg.objective.kl_mode, cfg.objective.free_bits, cfg.model.output_variance)
         self.optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         clip = cfg.train.grad_clip if cfg.train.grad_clip is not None else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).item()
-        check_finite(terms, s.iteration, grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).detach()
+        local = torch.stack([terms.loss.detach(), terms.recon.detach(), terms.elbo, *(k.detach() for k in terms.kl)]).float()
+        flag = torch.tensor([float(stop_requested)], device=local.device)
+        loss, recon, elbo, *kl, stop = self.dist.sum_(torch.cat([local / self.dist.world_size, flag])).tolist()
+        row = {"iteration": s.iteration, "epoch": s.epoch, "beta": beta, "lr": lr_at(cfg.train, s.iteration, self.total_iters),
+               "loss": loss, "recon": recon, "kl": kl, "elbo": elbo, "grad_norm": grad_norm.item()}
+        problem = first_non_finite(row, row["grad_norm"])
+        if problem is not None:
+            if problem.startswith("the gradient"):
+                problem += f" (first non-finite gradient: {first_non_finite_gradient(self.model)})"
+            raise self.non_finite(problem)
+        self.recent_grad_norms.append(row["grad_norm"])
         for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(cfg.train, s.iteration, self.total_iters)
+            group["lr"] = row["lr"]
         self.optimizer.step()
-        return terms, beta
+        return row, stop > 0
 
     def fit(self) -> dict[str, Any]:
         """Train to the configured number of epochs; returns the last test ELBO terms."""
         cfg, s = self.cfg, self.state
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
-            cfg.save(self.run_dir / "config.json")
+            ckpt.write_atomic(self.run_dir / "config.json", lambda f: f.write((json.dumps(cfg.to_dict(), indent=2) + "\n").encode()))
         self.model.train()
         pending: list[dict[str, Any]] = []
         last_eval: dict[str, Any] = {}
         images = self.train_split.images
-        with sigint_flag() as interrupt:
+        test_signal = _test_signal()
+        with stop_signals() as caught:
             while s.epoch < cfg.train.epochs:
                 self.sampler.set_epoch(s.epoch)
                 order = torch.tensor(list(self.sampler))
@@ -257,19 +445,24 @@ class Trainer:
                 t0 = time.perf_counter()
                 for b in bar:
                     idx = order[b * self.local_batch : (b + 1) * self.local_batch]
-                    terms, beta = self.step(images[idx])
-                    row = {"iteration": s.iteration, "epoch": s.epoch, "beta": beta, **terms.as_floats()}
+                    try:
+                        row, stop = self.step(images[idx], caught["signum"] is not None)
+                    except NonFiniteError:
+                        if self.dist.is_main:  # the rows before the failure help diagnose it; resume drops them
+                            _append_jsonl(self.run_dir / "history.jsonl", pending)
+                        raise
                     pending.append(row)
                     s.iteration += 1
                     s.batch_in_epoch = b + 1
                     if s.iteration % 10 == 0:
-                        bar.set_postfix(loss=f"{row['loss']:.1f}", beta=f"{beta:.3g}", kl=f"{sum(row['kl']):.1f}")
+                        bar.set_postfix(loss=f"{row['loss']:.1f}", beta=f"{row['beta']:.3g}", kl=f"{sum(row['kl']):.1f}")
+                    if stop:
+                        self.save(pending)
+                        self.interrupted(caught["signum"] or signal.SIGINT)  # no signum: another rank caught it
                     if s.iteration % cfg.train.checkpoint_every == 0:
                         self.save(pending)
-                    if interrupt["stop"]:
-                        self.save(pending)
-                        raise Interrupted(f"interrupted at iteration {s.iteration}; checkpoint saved. "
-                                          f"Resume with: python -m lvae train --resume {self.run_dir}")
+                    if test_signal and self.dist.is_main and s.iteration == test_signal[1]:
+                        os.kill(os.getpid(), test_signal[0])
                 epoch_time = time.perf_counter() - t0
                 if self.dist.is_main:
                     last_eval = test_elbo(self.model, self.test_x, cfg.model.likelihood, cfg.model.output_variance)
