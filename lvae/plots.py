@@ -1,0 +1,393 @@
+"""Every picture the notebooks and `make figures` draw.
+
+Each function takes plain data (tensors, arrays, lists, run summaries) and returns a
+matplotlib Figure; it never trains, loads or saves anything, so a figure can be
+redrawn from cached numbers in milliseconds and tested on made-up data. Saving, dpi
+and backend are the caller's job (`lvae.figures`). Distributions are drawn with seaborn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import torch
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from lvae.latents import merge_gaussians
+from lvae.schedules import beta_curve
+
+if TYPE_CHECKING:
+    from lvae.figures import RunSummary
+
+# One colour per model, per schedule, per layer, everywhere.
+MODEL_COLORS = {"LVAE": "#1f77b4", "VAE": "#d62728"}
+STYLE = {"axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "font.size": 9,
+         "axes.titlesize": 10, "legend.fontsize": 8, "legend.frameon": False}
+
+
+def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (6.0, 4.0), **kw: Any) -> tuple[Figure, Any]:
+    """A new figure in the house style (not attached to pyplot's global state)."""
+    with plt.rc_context(STYLE):
+        fig = Figure(figsize=size, dpi=100, layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+def model_color(name: str, i: int = 0) -> str:
+    return MODEL_COLORS.get(name, f"C{i + 2}")
+
+
+def layer_colors(n: int) -> list:
+    """Bottom layer dark, top layer light: the same layer has the same colour in every figure."""
+    return list(sns.color_palette("viridis", n))
+
+
+def _np(values: Any) -> np.ndarray:
+    """Tensors (with or without grad, on any device), lists and arrays -> a numpy array."""
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def _as_images(images: Any) -> torch.Tensor:
+    """(N, 1, H, W) or (N, H, W) in [0, 1], tensor or array -> (N, 1, H, W) float tensor."""
+    t = torch.as_tensor(_np(images), dtype=torch.float32)
+    return t.unsqueeze(1) if t.dim() == 3 else t
+
+
+def image_grid(images: Any, nrow: int = 8) -> np.ndarray:
+    """Tile images into one grey-scale array with white gutters (torchvision's make_grid)."""
+    from torchvision.utils import make_grid
+
+    return make_grid(_as_images(images), nrow=nrow, padding=2, pad_value=1.0)[0].numpy()
+
+
+def _show_image(ax, img: np.ndarray, title: str | None = None) -> None:
+    ax.imshow(img, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.grid(False)
+    for s in ax.spines.values():
+        s.set_visible(False)
+    if title:
+        ax.set_title(title)
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def image_grids(grids: Mapping[str, Any], nrow: int = 8, title: str | None = None, panel_size: float = 3.2) -> Figure:
+    """One tiled panel per entry, side by side: samples of several models, or temperatures."""
+    fig, axes = _figure(1, len(grids), (panel_size * len(grids), panel_size + 0.4))
+    for ax, (name, images) in zip(axes[0], grids.items()):
+        _show_image(ax, image_grid(images, nrow), name)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def image_rows(rows: Mapping[str, Any], title: str | None = None) -> Figure:
+    """One labelled row of images per entry, columns aligned: data and its reconstructions."""
+    n = max(len(_as_images(v)) for v in rows.values())
+    fig, axes = _figure(len(rows), 1, (0.62 * n + 0.8, 0.75 * len(rows) + 0.4))
+    for ax, (name, images) in zip(axes[:, 0], rows.items()):
+        _show_image(ax, image_grid(images, nrow=n))
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def latent_maps(mu: Any, logvar: Any, title: str | None = None) -> Figure:
+    """A spatial latent (C, H, W) of one image: mean and log-variance maps, one column per channel."""
+    mu, logvar = _np(mu), _np(logvar)
+    c = mu.shape[0]
+    fig, axes = _figure(2, c, (1.15 * c + 1.2, 3.0))
+    for row, (name, maps, cmap) in enumerate((("μ̂", mu, "RdBu_r"), ("log σ̂²", logvar, "magma"))):
+        lim = np.abs(maps).max() if cmap == "RdBu_r" else None
+        vmin, vmax = (-lim, lim) if lim is not None else (maps.min(), maps.max())
+        for j in range(c):
+            ax = axes[row, j]
+            im = ax.imshow(maps[j], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.grid(False)
+            if row == 0:
+                ax.set_title(f"ch {j}")
+        axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=10)
+        fig.colorbar(im, ax=list(axes[row]), shrink=0.8, pad=0.01)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def dense_latent(mu: Any, logvar: Any, labels: Sequence[int] | None = None, title: str | None = None) -> Figure:
+    """A dense latent over a batch: μ̂ and log σ̂², one row per image, one column per unit."""
+    mu, logvar = _np(mu), _np(logvar)
+    fig, axes = _figure(1, 2, (9.0, 0.22 * len(mu) + 1.6))
+    ylabels = [str(int(v)) for v in labels] if labels is not None else False
+    lim = float(np.abs(mu).max())
+    sns.heatmap(mu, ax=axes[0, 0], cmap="RdBu_r", vmin=-lim, vmax=lim, yticklabels=ylabels, cbar_kws={"shrink": 0.8})
+    sns.heatmap(logvar, ax=axes[0, 1], cmap="magma", yticklabels=ylabels, cbar_kws={"shrink": 0.8})
+    for ax, name in zip(axes[0], ("μ̂", "log σ̂²")):
+        ax.set(title=name, xlabel="unit", ylabel="digit of the image" if labels is not None else "image")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+# ----------------------------------------------------------------------------- the merge
+
+
+def _normal_pdf(x: np.ndarray, mu: float, var: float) -> np.ndarray:
+    return np.exp(-0.5 * (x - mu) ** 2 / var) / np.sqrt(2 * np.pi * var)
+
+
+def gaussian_merge(units: Sequence[Mapping[str, float]]) -> Figure:
+    """For a few latent units: the encoder's q̂, the decoder's prior p, and their precision-weighted merge q.
+
+    Each unit is a mapping with mu_q, var_q, mu_p, var_p, mu, var and an optional label;
+    the panel title gives q̂'s weight in the merged mean, var_p / (var_q + var_p).
+    """
+    fig, axes = _figure(1, len(units), (3.2 * len(units), 3.0))
+    styles = (("encoder q̂(z|x)", "mu_q", "var_q", "#2ca02c", "--"), ("decoder prior p(z|z above)", "mu_p", "var_p", "#9467bd", ":"),
+              ("merged q(z|·)", "mu", "var", "k", "-"))
+    for ax, u in zip(axes[0], units):
+        sd = np.sqrt(max(u["var_q"], u["var_p"]))
+        x = np.linspace(min(u["mu_q"], u["mu_p"]) - 3.5 * sd, max(u["mu_q"], u["mu_p"]) + 3.5 * sd, 400)
+        for name, m, v, color, ls in styles:
+            ax.plot(x, _normal_pdf(x, u[m], u[v]), color=color, ls=ls, lw=1.8, label=name)
+            ax.axvline(u[m], color=color, ls=ls, lw=0.7, alpha=0.6)
+        w = u["var_p"] / (u["var_q"] + u["var_p"])
+        ax.set_title(f"{u.get('label', 'unit')}: weight of q̂ = {w:.2f}")
+        ax.set_yticks([])
+        ax.set_xlabel("z")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3)
+    return fig
+
+
+def merge_weights(logvar_q: Any, logvar_p: Any) -> Figure:
+    """How the merge splits the say between encoder and decoder, for every unit of a batch.
+
+    Left: each unit's encoder log-variance against the decoder's, coloured by q̂'s weight
+    in the merged mean; on the diagonal both have equal say. Right: that weight as a
+    function of the log-variance gap (the curve is lvae.latents.merge_gaussians itself with
+    μ̂ = 1, μ_p = 0, whose merged mean is exactly q̂'s weight), over where the units sit.
+    """
+    lq, lp = _np(logvar_q).ravel(), _np(logvar_p).ravel()
+    gap = lp - lq
+    w = 1.0 / (1.0 + np.exp(-gap))
+    fig, axes = _figure(1, 2, (9.5, 3.8))
+    ax = axes[0, 0]
+    sc = ax.scatter(lq, lp, c=w, cmap="viridis", vmin=0, vmax=1, s=4, alpha=0.5, rasterized=True)
+    lo, hi = float(min(lq.min(), lp.min())) - 0.3, float(max(lq.max(), lp.max())) + 0.3
+    for wt, ls in ((0.5, "-"), (0.1, ":"), (0.9, ":")):
+        off = np.log(wt / (1 - wt))
+        ax.plot([lo, hi], [lo + off, hi + off], color="k", lw=0.9, ls=ls)
+        ax.annotate(f"w = {wt}", (hi, hi + off), fontsize=7, ha="right", va="bottom")
+    ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal", xlabel="encoder log σ̂²", ylabel="decoder prior log σ_p²")
+    fig.colorbar(sc, ax=ax, label="weight of q̂ in the merged mean")
+    ax2 = axes[0, 1]
+    grid = torch.linspace(min(-6.0, float(gap.min()) - 0.5), max(6.0, float(gap.max()) + 0.5), 400)
+    curve, _ = merge_gaussians(torch.ones_like(grid), torch.zeros_like(grid), torch.zeros_like(grid), grid)
+    ax2.plot(grid.numpy(), curve.numpy(), color="k", lw=1.4, label="weight of q̂ = sigmoid(gap)")
+    ax2.set(xlabel="log σ_p² − log σ̂²  (decoder less sure → right)", ylabel="weight of q̂", ylim=(-0.02, 1.02))
+    twin = ax2.twinx()
+    sns.histplot(gap, bins=50, ax=twin, color="#1f77b4", alpha=0.35, stat="probability", label="units of the batch")
+    twin.set_ylabel("fraction of units")
+    twin.grid(False)
+    h1, l1 = ax2.get_legend_handles_labels()
+    h2, l2 = twin.get_legend_handles_labels()
+    ax2.legend(h1 + h2, l1 + l2, loc="upper left")
+    return fig
+
+
+# ----------------------------------------------------------------------------- warm-up
+
+
+def beta_schedules(curves: Mapping[str, Sequence[float]], iterations_per_epoch: int, highlight: str | None = None) -> Figure:
+    """β at every iteration for each named schedule, the x-axis in epochs."""
+    fig, axes = _figure(1, 1, (5.5, 3.0))
+    ax = axes[0, 0]
+    for i, (name, beta) in enumerate(curves.items()):
+        x = np.arange(len(beta)) / iterations_per_epoch
+        lw = 2.6 if name == highlight else 1.6
+        ax.plot(x, beta, lw=lw, color=f"C{i}", label=name, drawstyle="steps-post")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("β (KL weight)")
+    ax.legend()
+    ax.set_title("KL warm-up schedules")
+    return fig
+
+
+def _epoch_axis(summary: "RunSummary") -> np.ndarray:
+    return (np.asarray(summary.iteration) + 1) / summary.iterations_per_epoch
+
+
+def warmup_effect(summaries: Mapping[str, "RunSummary"], highlight: str | None = None, extra_beta: Sequence[float] | None = None,
+                  extra_label: str = "your schedule") -> Figure:
+    """What each warm-up did: β, training reconstruction, KL per layer at the end, active units per epoch.
+
+    `summaries` are runs of the same model that differ only in their β schedule.
+    `extra_beta` (one value per iteration) adds a schedule that has no run (the slider's).
+    """
+    fig, axes = _figure(2, 2, (10.0, 6.4))
+    (a_beta, a_recon), (a_kl, a_au) = axes
+    names = list(summaries)
+    for i, (name, s) in enumerate(summaries.items()):
+        style = {"color": f"C{i}", "lw": 2.4 if name == highlight else 1.4, "alpha": 1.0 if highlight in (None, name) else 0.55}
+        x = _epoch_axis(s)
+        beta = beta_curve(s.schedule, s.iterations_per_epoch, s.run_config.train.epochs)
+        a_beta.plot(np.arange(len(beta) + 1) / s.iterations_per_epoch, beta + beta[-1:], label=name, drawstyle="steps-post", **style)
+        a_recon.plot(x, s.recon, label=name, **style)
+        if s.active_units:
+            a_au.plot(np.asarray(s.active_epochs) + 1, [sum(a) for a in s.active_units], marker="o", ms=3, label=name, **style)
+    if extra_beta is not None:
+        s0 = next(iter(summaries.values()))
+        a_beta.plot(np.arange(len(extra_beta) + 1) / s0.iterations_per_epoch, list(extra_beta) + list(extra_beta[-1:]), color="k", ls="--", lw=1.8, label=extra_label)
+    a_beta.set(title="β schedule", xlabel="epoch", ylabel="β")
+    a_recon.set(title="reconstruction −log p(x|z) (training batches)", xlabel="epoch", ylabel="nats / image")
+    lo, hi = np.nanpercentile(np.concatenate([np.asarray(s.recon) for s in summaries.values()]), [0.5, 97])
+    a_recon.set_ylim(lo - 0.05 * (hi - lo), hi)
+    a_au.set(title="active units, all layers (test images)", xlabel="epoch", ylabel="active units")
+    a_beta.legend(), a_recon.legend()
+
+    depth = len(next(iter(summaries.values())).latent_sizes)
+    width = 0.8 / max(1, len(names))
+    for i, (name, s) in enumerate(summaries.items()):
+        final = np.maximum(s.epochs[-1]["kl"], 1e-3) if s.epochs else [np.nan] * depth
+        a_kl.bar(np.arange(depth) + (i - (len(names) - 1) / 2) * width, final, width, color=f"C{i}", label=name,
+                 alpha=1.0 if highlight in (None, name) else 0.55)
+    a_kl.set_xticks(range(depth), [f"z{k}" + (" (top)" if k == depth - 1 else "") for k in range(depth)])
+    a_kl.set(title="KL per layer at the end (test, nats)", ylabel="KL (nats)")
+    a_kl.set_yscale("log")
+    a_kl.legend()
+    return fig
+
+
+# ----------------------------------------------------------------------------- LVAE vs VAE
+
+
+def kl_per_layer(summaries: Mapping[str, "RunSummary"]) -> Figure:
+    """KL of each layer: over training (training batches) and at the end (test set), per model.
+
+    A vanilla VAE's lower layers are deterministic: no KL, drawn as 'det.'.
+    """
+    depth = max(len(s.latent_sizes) for s in summaries.values())
+    fig, axes = _figure(1, len(summaries) + 1, (3.6 * (len(summaries) + 1), 3.3))
+    colors = layer_colors(depth)
+    for ax, (name, s) in zip(axes[0], summaries.items()):
+        kl = np.asarray(s.kl)  # (rows, layers)
+        for k in range(kl.shape[1]):
+            if s.stochastic[k]:
+                ax.plot(_epoch_axis(s), kl[:, k], color=colors[k], lw=1.4, label=f"z{k}")
+        ax.set(title=f"{name}: KL per layer (training)", xlabel="epoch", ylabel="KL (nats)")
+        ax.legend(title="layer")
+    ax = axes[0, -1]
+    width = 0.8 / len(summaries)
+    for i, (name, s) in enumerate(summaries.items()):
+        final = s.epochs[-1]["kl"]
+        xs = np.arange(depth) + (i - (len(summaries) - 1) / 2) * width
+        bars = ax.bar(xs, final, width, color=model_color(name, i), label=name)
+        for x, b, stoch in zip(xs, bars, s.stochastic):
+            ax.annotate("det." if not stoch else f"{b.get_height():.1f}", (x, b.get_height()), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(depth), [f"z{k}" + (" (top)" if k == depth - 1 else "") for k in range(depth)])
+    ax.set(title="KL per layer at the end (test)", ylabel="KL (nats)")
+    ax.legend()
+    return fig
+
+
+def active_units(counts: Mapping[str, Sequence[int | None]], sizes: Sequence[int], threshold: float = 0.01) -> Figure:
+    """Active units per layer and model, as a fraction of the layer: Cov_x(E_q[z_u]) > threshold (Burda et al., 2016).
+
+    `counts[model][k]` is None where the layer is deterministic (a vanilla VAE's lower layers).
+    """
+    depth = len(sizes)
+    fig, axes = _figure(1, 1, (1.6 * depth + 3.0, 3.2))
+    ax = axes[0, 0]
+    width = 0.8 / len(counts)
+    for i, (name, c) in enumerate(counts.items()):
+        xs = np.arange(depth) + (i - (len(counts) - 1) / 2) * width
+        bars = ax.bar(xs, [np.nan if v is None else v / n for v, n in zip(c, sizes)], width, color=model_color(name, i), label=name)
+        for x, b, v, n in zip(xs, bars, c, sizes):
+            ax.annotate("det." if v is None else f"{v}/{n}", (x, 0 if v is None else b.get_height()), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(depth), [f"z{k}" + (" (top)" if k == depth - 1 else "") for k in range(depth)])
+    ax.set(ylim=(0, 1.1), ylabel="fraction of the layer's units", title=f"Active units per layer (Cov_x E_q[z_u] > {threshold})")
+    ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
+    return fig
+
+
+def top_latent(codes: Mapping[str, tuple[Any, Any]], dims: Mapping[str, tuple[int, int]] | None = None, max_points: int = 3000) -> Figure:
+    """The top latent z_top ~ q(z_top|x) over test images against N(0, I), coloured by digit.
+
+    Row 1: two coordinates of z_top per model (by default the two with the largest variance),
+    with the 1σ and 2σ circles of N(0, I). A prior-matching code fills the disc with
+    all digits mixed; separated class islands leave holes that prior samples fall into.
+    Row 2: every coordinate's marginal density against N(0, 1).
+    """
+    fig, axes = _figure(2, len(codes), (4.3 * len(codes), 7.6), gridspec_kw={"height_ratios": [3, 1.6]})
+    for j, (name, (z, labels)) in enumerate(codes.items()):
+        z, labels = _np(z), _np(labels)
+        a, b = (dims or {}).get(name) or tuple(np.argsort(-np.var(z, axis=0))[:2])
+        keep = np.random.default_rng(0).permutation(len(z))[:max_points]
+        ax = axes[0, j]
+        sns.scatterplot(x=z[keep, a], y=z[keep, b], hue=labels[keep].astype(int), palette="tab10", s=6, alpha=0.7, linewidth=0, ax=ax,
+                        legend=(j == len(codes) - 1), rasterized=True)
+        t = np.linspace(0, 2 * np.pi, 200)
+        for r in (1, 2):
+            ax.plot(r * np.cos(t), r * np.sin(t), color="k", lw=0.8, ls="--" if r == 2 else "-")
+        lim = max(3.2, float(np.percentile(np.abs(z[:, [a, b]]), 99.5)))
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xlabel=f"z_top[{a}]", ylabel=f"z_top[{b}]", title=f"{name}: z_top, its two widest coordinates")
+        if j == len(codes) - 1:
+            ax.legend(title="digit", bbox_to_anchor=(1.02, 1), loc="upper left", markerscale=2)
+        ax2 = axes[1, j]
+        x = np.linspace(-4, 4, 300)
+        for u in range(z.shape[1]):
+            sns.kdeplot(x=z[:, u], ax=ax2, color=model_color(name, j), lw=0.7, alpha=0.5)
+        ax2.plot(x, _normal_pdf(x, 0.0, 1.0), color="k", lw=1.8, ls="--")
+        ax2.set(xlim=(-4, 4), xlabel="z_top[u], every unit", ylabel="density", title=f"{name}: each unit's marginal vs N(0, 1)")
+        ax2.legend(handles=[Line2D([], [], color=model_color(name, j), lw=1, label="one unit"), Line2D([], [], color="k", ls="--", label="N(0, 1)")])
+    return fig
+
+
+def class_histogram(histograms: Mapping[str, Sequence[float]], samples: Mapping[str, int] | None = None,
+                    reference: Sequence[float] | None = None) -> Figure:
+    """Which digits each model's prior samples are, by a classifier: a model that drops digits shows gaps.
+
+    `histograms[model]` is the fraction of samples per class (sums to 1); `reference`
+    (optional) the test set's own class frequencies.
+    """
+    import pandas as pd
+
+    n_classes = len(next(iter(histograms.values())))
+    df = pd.DataFrame([(name, c, float(f)) for name, h in histograms.items() for c, f in enumerate(h)], columns=["model", "digit", "fraction"])
+    fig, axes = _figure(1, 1, (7.0, 3.2))
+    ax = axes[0, 0]
+    palette = {name: model_color(name, i) for i, name in enumerate(histograms)}
+    sns.barplot(data=df, x="digit", y="fraction", hue="model", palette=palette, ax=ax)
+    if reference is not None:
+        ax.scatter(range(n_classes), reference, marker="_", s=300, color="k", zorder=3, label="test set")
+    ax.axhline(1 / n_classes, color="gray", lw=0.8, ls=":")
+    counts = f" ({', '.join(f'{k}: {v}' for k, v in samples.items())} samples)" if samples else ""
+    ax.set(title=f"Classes of samples from the prior{counts}", ylabel="fraction of samples")
+    ax.legend(ncol=3)
+    return fig
+
+
+def likelihood_curves(summaries: Mapping[str, "RunSummary"], iw: Mapping[str, float] | None = None, iw_label: str = "importance-weighted") -> Figure:
+    """Test ELBO per epoch (paper KL, β = 1) per model, with final importance-weighted estimates if given."""
+    fig, axes = _figure(1, 1, (5.5, 3.4))
+    ax = axes[0, 0]
+    for i, (name, s) in enumerate(summaries.items()):
+        ep = [r["epoch"] + 1 for r in s.epochs]
+        color = model_color(name, i)
+        ax.plot(ep, [r["elbo"] for r in s.epochs], marker="o", ms=4, color=color, label=f"{name} ELBO")
+        if iw and name in iw:
+            ax.scatter([ep[-1]], [iw[name]], marker="*", s=120, color=color, zorder=3, label=f"{name} {iw_label}")
+    ax.set(xlabel="epoch", ylabel="nats / image (higher is better)", title="Test log-likelihood bound over training")
+    ax.legend()
+    return fig
