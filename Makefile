@@ -4,7 +4,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
 
-.PHONY: setup data demo test test-fast clean-venv
+.PHONY: setup data demo test test-fast clean-venv bench results-table
 
 setup: $(VENV_STAMP) $(MNIST)
 
@@ -33,3 +33,11 @@ test: setup
 
 clean-venv:
 	rm -rf .venv
+
+# Speed as a fraction of this machine's measured fp32 matmul peak; `make bench BENCH_ARGS=--json` for JSON.
+bench: setup
+	$(PY) -m lvae.bench $(BENCH_ARGS)
+
+# Render README's results section from results/*.json (no number typed by hand).
+results-table: setup
+	$(PY) -m lvae.results table

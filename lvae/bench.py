@@ -1,0 +1,157 @@
+"""`make bench`: how fast training and evaluation run, as a fraction of this machine's peak.
+
+    python -m lvae.bench [--json] [--save results/bench.json] [--steps N]
+
+The peak is measured in the same run: the best of several large fp32 matmuls
+(torch.mm, 2048 x 2048) with the same thread count. FLOPs are counted by
+`torch.utils.flop_counter.FlopCounterMode` on one real step (matmuls and convolutions,
+forward and backward; element-wise work is not counted, so the ratio is a lower bound
+on how busy the cores are). Each workload runs in its own process, so its peak resident
+memory (ru_maxrss) is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+# name -> goal as a fraction of peak (from the issue); None: reported, no goal
+WORKLOADS: dict[str, float | None] = {"train-seed": 0.5, "train-paper": 0.6, "iw-eval-paper": 0.7, "iw-eval-seed": None}
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+    """Best fp32 GFLOP/s of an n x n matmul: the yardstick."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def time_it(fn: Callable[[], Any], steps: int, warmup: int = 3) -> float:
+    """Median seconds per call over `steps` calls after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+def training_step(config_name: str) -> tuple[Callable[[], Any], int]:
+    """One optimiser step of the named config at its batch size; returns (step, images per step)."""
+    from lvae.config import named_config
+    from lvae.data import binarize
+    from lvae.losses import compute_loss
+    from lvae.model import build_model
+
+    cfg = named_config(config_name)
+    model = build_model(cfg.model_kind, cfg.model).train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    x = torch.rand(cfg.train.batch_size, *cfg.model.image_shape)
+    if cfg.model.likelihood == "bernoulli":
+        x = binarize(x)
+
+    def step() -> None:
+        terms = compute_loss(model(x), x, cfg.model.likelihood, 1.0, cfg.objective.kl_mode, cfg.objective.free_bits, cfg.model.output_variance)
+        opt.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        opt.step()
+
+    return step, cfg.train.batch_size
+
+
+def iw_pass(config_name: str, k: int = 1000, images: int = 4) -> tuple[Callable[[], Any], int]:
+    """Importance weights for `images` images with K samples each; returns (pass, samples per pass)."""
+    from lvae.config import named_config
+    from lvae.evaluation import importance_log_weights
+    from lvae.model import build_model
+
+    cfg = named_config(config_name)
+    model = build_model(cfg.model_kind, cfg.model).eval()
+    x = torch.bernoulli(torch.rand(images, *cfg.model.image_shape))
+    return (lambda: importance_log_weights(model, x, k, cfg.model.likelihood)), k * images
+
+
+def run_one(name: str, steps: int) -> dict[str, Any]:
+    if name.startswith("train-"):
+        fn, images = training_step(name.removeprefix("train-"))
+        what = "per step"
+    else:
+        fn, images = iw_pass(name.removeprefix("iw-eval-"))
+        what = "per 4 images x K=1000"
+    flops = count_flops(fn)
+    seconds = time_it(fn, steps)
+    row = {"name": name, "images_per_s": images / seconds, "time_s": seconds, "time_what": what,
+           "gflops": flops / seconds / 1e9, "flops_per_call": flops,
+           "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if name.startswith("train-"):
+        row["epoch_s"] = 60000 / row["images_per_s"]
+        row["time_what"] += f" (epoch ≈ {row['epoch_s']:.1f} s)"
+    else:
+        row["samples_per_s"] = row.pop("images_per_s")
+        row["images_per_s"] = row["samples_per_s"]
+        row["time_what"] += f" ({row['samples_per_s']:.0f} samples/s)"
+    return row
+
+
+def bench(steps: int) -> dict[str, Any]:
+    from lvae.evaluation import hardware
+
+    peak = max(matmul_peak() for _ in range(2))
+    rows = []
+    for name, goal in WORKLOADS.items():
+        out = subprocess.run([sys.executable, "-m", "lvae.bench", "--one", name, "--steps", str(steps)],
+                             capture_output=True, text=True, check=True).stdout
+        row = json.loads(out)
+        row.update(ratio=row["gflops"] / peak, goal=goal, met=None if goal is None else row["gflops"] / peak >= goal)
+        rows.append(row)
+    peak_after = matmul_peak()  # if this differs much from `peak`, something else was using the CPU
+    return {"peak_gflops": peak, "peak_gflops_after": peak_after, "hardware": hardware(), "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lvae.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--save", help="also write the JSON to this file (e.g. results/bench.json)")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--one", choices=sorted(WORKLOADS), help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.one:
+        print(json.dumps(run_one(a.one, a.steps)))
+        return 0
+    result = bench(a.steps)
+    if a.save:
+        with open(a.save, "w") as f:
+            f.write(json.dumps(result, indent=1) + "\n")
+    if a.json:
+        print(json.dumps(result))
+    else:
+        from lvae.results import bench_table
+
+        print(bench_table(result))
+        print(f"\n(matmul peak re-measured after the workloads: {result['peak_gflops_after']:.1f} GFLOP/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

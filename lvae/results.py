@@ -1,0 +1,203 @@
+"""Headline results: saved from run folders, rendered into the README by a script.
+
+    python -m lvae.results save RUN_DIR NAME [--iw-samples K] [--command "..."]
+        evaluates RUN_DIR and writes results/NAME.json (the evaluate JSON, training time,
+        epochs, hardware, command) and results/NAME.pt (config + weights, <= 10 MB)
+    python -m lvae.results table [--check]
+        renders every results/*.json into README.md between the results markers
+
+No number in the README's results section is typed by hand: each comes from a JSON file
+that a command wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lvae import checkpoint as ckpt
+from lvae.config import RunConfig
+
+RESULTS = Path("results")
+README = Path("README.md")
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+HEADLINE = ("seed-lvae", "seed-vae", "paper-lvae", "paper-vae")
+MAX_BYTES = 10 * 2**20
+
+
+# ----------------------------------------------------------------------------- saving
+
+
+def training_summary(run_dir: Path) -> dict[str, Any]:
+    """Epochs trained and seconds spent in training steps (the per-epoch test ELBO excluded)."""
+    from lvae.training import read_jsonl
+
+    rows = read_jsonl(Path(run_dir) / "epochs.jsonl")
+    return {"epochs": len(rows), "train_seconds": sum(r["seconds"] for r in rows),
+            "test_elbo_per_epoch": [r["elbo"] for r in rows], "seconds_per_epoch": [r["seconds"] for r in rows]}
+
+
+def save_weights(cfg: RunConfig, model: torch.nn.Module, path: Path) -> None:
+    """Config + weights; float32 if that fits in 10 MB, else float16 (cast back on load)."""
+    sd = model.state_dict()
+    dtype = "float32"
+    if sum(t.numel() * t.element_size() for t in sd.values()) > MAX_BYTES * 0.95:
+        sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+        dtype = "float16"
+    ckpt.save_atomic({"config": json.loads(json.dumps(cfg.to_dict())), "model": sd, "dtype": dtype}, path)
+
+
+def load_model(path: Path):
+    """(RunConfig, model in eval mode, float32) from a results/NAME.pt file."""
+    from lvae.model import build_model
+
+    sd = ckpt.load(path)
+    cfg = RunConfig.from_dict(sd["config"])
+    model = build_model(cfg.model_kind, cfg.model)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd["model"].items()})
+    return cfg, model.eval()
+
+
+def save_result(run_dir: Path, name: str, iw_samples: int, command: str, chunk: int = 4096, limit: int | None = None,
+                out_dir: Path = RESULTS, progress: bool = True) -> dict[str, Any]:
+    from lvae.evaluation import evaluate_run
+
+    cfg, model = ckpt.load_run(run_dir)
+    result = evaluate_run(run_dir, iw_samples=iw_samples, chunk=chunk, limit=limit, progress=progress)
+    result.update(name=name, command=command, training=training_summary(run_dir), config_dict=cfg.to_dict())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    save_weights(cfg, model, out_dir / f"{name}.pt")
+    return result
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _fmt_list(xs: list[float], digits: int = 1) -> str:
+    return " / ".join(f"{x:.{digits}f}" for x in xs)
+
+
+def headline_table(rows: list[dict[str, Any]]) -> str:
+    head = ("| run | model | likelihood | epochs | train time | test ELBO | NLL (IW) | K | KL per layer (bottom → top) "
+            "| active units | class KL to uniform | FID_MNIST |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        t = r["training"]
+        lines.append(
+            f"| `{r['name']}` | {r['model_kind']} | {r['likelihood']} | {t['epochs']} | {t['train_seconds'] / 60:.1f} min "
+            f"| {r['elbo']:.2f} | **{r['nll']:.2f}** ± {r['nll_stderr']:.2f} | {r['iw_samples']} | {_fmt_list(r['kl_per_layer'])} "
+            f"| {' / '.join(f'{a}/{u}' for a, u in zip(r['active_units'], r['latent_units']))} "
+            f"| {r.get('class_kl_to_uniform', float('nan')):.4f} | {r.get('fid_mnist', float('nan')):.1f} |")
+    return "\n".join(lines)
+
+
+def seed_study_table(study: dict[str, Any]) -> str:
+    lines = ["| variant | what it changes | class KL to uniform (T=1) | (T=0.8) | FID_MNIST (T=1) | KL per layer | most / least frequent digit |",
+             "|---|---|---|---|---|---|---|"]
+    for r in study["rows"]:
+        h = r["class_histogram"]
+        top, low = max(range(10), key=h.__getitem__), min(range(10), key=h.__getitem__)
+        lines.append(f"| `{r['name']}` | {r['what']} | {r['class_kl_to_uniform']:.4f} | {r['by_temperature']['0.8']['class_kl_to_uniform']:.4f} "
+                     f"| {r['fid_mnist']:.1f} | {_fmt_list(r['kl_per_layer'])} | {top} ({h[top]:.3f}) / {low} ({h[low]:.3f}) |")
+    return "\n".join(lines)
+
+
+def ablation_table(abl: dict[str, Any]) -> str:
+    lines = ["| row | change | epochs | train time | test ELBO | NLL (IW) | K | active units | kept? |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in abl["rows"]:
+        lines.append(f"| `{r['name']}` | {r['what']} | {r['training']['epochs']} | {r['training']['train_seconds'] / 60:.1f} min "
+                     f"| {r['elbo']:.2f} | {r['nll']:.2f} ± {r['nll_stderr']:.2f} | {r['iw_samples']} "
+                     f"| {' / '.join(map(str, r['active_units']))} | {r.get('verdict', '')} |")
+    return "\n".join(lines)
+
+
+def bench_table(b: dict[str, Any]) -> str:
+    lines = [f"Measured fp32 matmul peak: **{b['peak_gflops']:.1f} GFLOP/s** ({b['hardware']['threads']} threads, {b['hardware']['cpu']}).",
+             "", "| workload | images/s | time | GFLOP/s | of peak | goal | peak memory |", "|---|---|---|---|---|---|---|"]
+    for r in b["rows"]:
+        goal = f"≥ {100 * r['goal']:.0f} %" if r.get("goal") else ""
+        lines.append(f"| {r['name']} | {r['images_per_s']:.0f} | {r['time_s']:.2f} s {r['time_what']} | {r['gflops']:.1f} "
+                     f"| {100 * r['ratio']:.0f} % | {goal} | {r['peak_mb']:.0f} MB |")
+    return "\n".join(lines)
+
+
+def render(results_dir: Path = RESULTS) -> str:
+    """The markdown that goes between the README's results markers."""
+    parts = []
+    rows = [json.loads((results_dir / f"{n}.json").read_text()) for n in HEADLINE if (results_dir / f"{n}.json").exists()]
+    if rows:
+        hw = rows[0]["hardware"]
+        parts += ["Test-set numbers in nats per image (`python -m lvae evaluate`; `seed` runs score the Gaussian "
+                  "(MSE) density of the grey levels, `paper` runs the Bernoulli probability of the fixed binarization). "
+                  f"Hardware: {hw['cpu']}, {hw['threads']} thread(s), torch {hw['torch']}, no GPU. "
+                  "Train time counts training steps only (the per-epoch test ELBO excluded), on a CPU shared with other jobs.",
+                  "", headline_table(rows), "", "Commands:", ""]
+        parts += [f"- `{r['name']}`: `{r['command']}`" for r in rows]
+    for fname, title, fn in (("paper-ablations.json", "Ablations on the `paper` LVAE", ablation_table),
+                             ("seed-study.json", "The seed's class imbalance (\"mode collapse\")", seed_study_table),
+                             ("bench.json", "Speed (`make bench`)", bench_table)):
+        path = results_dir / fname
+        if path.exists():
+            data = json.loads(path.read_text())
+            parts += ["", f"### {title}", ""]
+            if data.get("note"):
+                parts += [data["note"], ""]
+            parts.append(fn(data))
+    return "\n".join(parts) if parts else "(no results yet: see `python -m lvae.results save`)"
+
+
+def update_readme(readme: Path = README, results_dir: Path = RESULTS) -> bool:
+    """Rewrite the results section; True if the file changed."""
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"error: {readme} has no {START} ... {END} section")
+    new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{render(results_dir)}\n{END}", text, flags=re.S)
+    if new != text:
+        readme.write_text(new)
+    return new != text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lvae.results", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("save")
+    s.add_argument("run_dir", type=Path)
+    s.add_argument("name")
+    s.add_argument("--iw-samples", type=int, default=1000)
+    s.add_argument("--chunk", type=int, default=4096)
+    s.add_argument("--limit", type=int)
+    s.add_argument("--command", required=True, help="the training command, recorded in the JSON")
+    t = sub.add_parser("table")
+    t.add_argument("--check", action="store_true", help="fail if the README is not up to date")
+    a = ap.parse_args(argv)
+    try:
+        if a.cmd == "save":
+            r = save_result(a.run_dir, a.name, a.iw_samples, a.command, a.chunk, a.limit)
+            print(f"wrote {RESULTS / a.name}.json and .pt: NLL {r['nll']:.2f} ± {r['nll_stderr']:.2f} (K={r['iw_samples']})")
+        elif a.check:
+            if _stale():
+                print("README results section is out of date: run make results-table", file=sys.stderr)
+                return 1
+        else:
+            print("README.md updated" if update_readme() else "README.md already up to date")
+    except ckpt.CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _stale() -> bool:
+    text = README.read_text()
+    m = re.search(re.escape(START) + "\n(.*?)\n" + re.escape(END), text, flags=re.S)
+    return m is None or m.group(1) != render()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
