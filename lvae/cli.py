@@ -88,7 +88,7 @@ def resumed_config(a: argparse.Namespace) -> RunConfig:
     """The run's own config.json with the few flags a resumed run may change; refuse the others."""
     fixed = [flag(n) for n in FIXED_ON_RESUME if getattr(a, n, None) not in (None, False)]
     if fixed:
-        raise ConfigError(f"{', '.join(fixed)} cannot change when resuming ({a.resume / 'config.json'} fixes the run); "
+        raise ConfigError(f"{', '.join(fixed)} cannot be used with --resume ({a.resume / 'config.json'} fixes the run); "
                           f"a resumed run may change only {', '.join(flag(n) for n in RESUME_FLAGS)}")
     cfg = ckpt.load_config(a.resume / "config.json")
     for name in RESUME_FLAGS:
@@ -123,7 +123,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     root = a.data_root or default_root()
     train_split = load_split(cfg.train.dataset, "train", root)
     test_split = load_split(cfg.train.dataset, "test", root)
-    trainer = Trainer(cfg, out, train_split, test_split, progress=not a.no_progress)
+    trainer = Trainer(cfg, out, train_split, test_split, progress=not a.no_progress, data_root=root)
     if a.resume:
         trainer.resume()
     elif trainer.dist.is_main:  # --overwrite: the old run goes only now that the new one is known to start
@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir", type=Path)
     e.add_argument("--iw-samples", type=int, default=1000, metavar="K", help="importance samples per image (default 1000)")
     e.add_argument("--split", choices=("test", "train"), default="test")
-    e.add_argument("--chunk", type=int, default=4096, help="rows (images x samples) per top-down pass: bounds memory")
+    e.add_argument("--chunk", type=int, help="rows (images x samples) per top-down pass: bounds memory (default: ~4 MB activations)")
     e.add_argument("--limit", type=int, help="evaluate on the first N images only")
     e.add_argument("--prior-samples", type=int, default=10000, help="samples for the class histogram and FID (0: skip)")
     e.add_argument("--seed", type=int, default=0)

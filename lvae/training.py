@@ -19,6 +19,7 @@ values so the ranks stop together.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -220,6 +221,11 @@ def _short(value: Any, n: int = 80) -> str:
     return r if len(r) <= n else r[: n - 3] + "..."
 
 
+def data_fingerprint(images: torch.Tensor) -> str:
+    """sha256 of the training images as trained on (after --limit): a resumed run must see the same data."""
+    return hashlib.sha256(memoryview(images.contiguous().numpy()).cast("B")).hexdigest()
+
+
 def _test_signal() -> tuple[int, int] | None:
     spec = os.environ.get(TEST_SIGNAL_ENV)
     if not spec:
@@ -234,7 +240,8 @@ def _test_signal() -> tuple[int, int] | None:
 class Trainer:
     """Trains one run into `run_dir`; `fit()` can be called on a fresh or a resumed run."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, train_split: Split, test_split: Split, progress: bool = True):
+    def __init__(self, cfg: RunConfig, run_dir: Path, train_split: Split, test_split: Split, progress: bool = True,
+                 data_root: Path | None = None):
         validate(cfg)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -242,6 +249,8 @@ class Trainer:
         t = cfg.train
         device = resolve_device(t.device)
         self.train_split = train_split.head(t.limit)
+        self.data = {"images": len(self.train_split), "sha256": data_fingerprint(self.train_split.images),
+                     "root": str(data_root) if data_root is not None else None}
         if t.batch_size > len(self.train_split):
             raise ConfigError(f"batch size {t.batch_size} is larger than the data ({len(self.train_split)} images); lower --batch-size")
         world = dist_utils.launch_world_size()
@@ -301,6 +310,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "state": vars(self.state).copy(),
             "rng": rng,
+            "data": self.data,
         }
 
     def load_state_dict(self, sd: dict[str, Any], path: Path) -> None:
@@ -316,6 +326,12 @@ class Trainer:
         if diffs:
             fields = "; ".join(f"{k}: checkpoint {_short(a)}, this run {_short(b)}" for k, (a, b) in diffs.items())
             raise ckpt.CheckpointError(f"{path} was made with another configuration; differing fields: {fields}")
+        data = sd.get("data")  # absent in checkpoints older than this check
+        if data and (data["images"], data["sha256"]) != (self.data["images"], self.data["sha256"]):
+            where = f" from {data['root']}" if data.get("root") else ""
+            raise ckpt.CheckpointError(f"{path} was trained on other data ({data['images']} images{where}, sha256 {data['sha256'][:12]}); "
+                                       f"this run loaded {self.data['images']} images (sha256 {self.data['sha256'][:12]}) from {self.data['root']}; "
+                                       f"pass the original --data-root")
         try:
             self.model.load_state_dict(sd["model"])
             self.optimizer.load_state_dict(sd["optimizer"])
@@ -334,7 +350,7 @@ class Trainer:
                                        f"start it again with --out {self.run_dir} --overwrite")
         self.load_state_dict(ckpt.load(path, map_location="cpu"), path)
         if self.state.epoch >= self.cfg.train.epochs:
-            raise ConfigError(f"{self.run_dir} has already trained {self.state.epoch} epochs; "
+            raise ConfigError(f"{self.run_dir} has already trained {self.state.epoch} epoch(s); "
                               f"to train further, pass --epochs N with N > {self.state.epoch}")
         if self.dist.is_main:
             _truncate_jsonl(self.run_dir / "history.jsonl", "iteration", self.state.iteration)
@@ -408,8 +424,10 @@ class Trainer:
         terms = compute_loss(out, x, cfg.model.likelihood, beta, cfg.objective.kl_mode, cfg.objective.free_bits, cfg.model.output_variance)
         self.optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
-        clip = cfg.train.grad_clip if cfg.train.grad_clip is not None else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).detach()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params]).detach()
+        if cfg.train.grad_clip is not None:
+            torch.nn.utils.clip_grads_with_norm_(params, cfg.train.grad_clip, grad_norm)
         local = torch.stack([terms.loss.detach(), terms.recon.detach(), terms.elbo, *(k.detach() for k in terms.kl)]).float()
         flag = torch.tensor([float(stop_requested)], device=local.device)
         loss, recon, elbo, *kl, stop = self.dist.sum_(torch.cat([local / self.dist.world_size, flag])).tolist()
@@ -417,7 +435,7 @@ class Trainer:
                "loss": loss, "recon": recon, "kl": kl, "elbo": elbo, "grad_norm": grad_norm.item()}
         problem = first_non_finite(row, row["grad_norm"])
         if problem is not None:
-            if problem.startswith("the gradient"):
+            if problem.startswith("the gradient"):  # the gradients are still unclipped when the norm is not finite
                 problem += f" (first non-finite gradient: {first_non_finite_gradient(self.model)})"
             raise self.non_finite(problem)
         self.recent_grad_norms.append(row["grad_norm"])

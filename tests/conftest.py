@@ -42,3 +42,13 @@ def conv_config(depth: int, likelihood: str = "gaussian") -> ModelConfig:
     """One conv rung (spatial latent), the rest dense: the seed's shape at any depth."""
     layers = [LayerSpec("conv", (8, 16), 4)] + [LayerSpec("dense", (32,), 8) for _ in range(depth - 1)]
     return ModelConfig(layers, likelihood=likelihood)
+
+
+def run_lvae(*args, env: dict[str, str] | None = None, launcher: tuple[str, ...] = ("-m", "lvae"), timeout: float = 120):
+    """`python -m lvae ARGS` in a fresh process (one thread, so runs repeat bit for bit); returns CompletedProcess."""
+    import os
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, *launcher, *map(str, args)], env=full_env, capture_output=True, text=True, timeout=timeout)
