@@ -64,7 +64,7 @@ def load_model(path: Path):
     return cfg, model.eval()
 
 
-def save_result(run_dir: Path, name: str, iw_samples: int, command: str, chunk: int = 4096, limit: int | None = None,
+def save_result(run_dir: Path, name: str, iw_samples: int, command: str, chunk: int | None = None, limit: int | None = None,
                 out_dir: Path = RESULTS, progress: bool = True) -> dict[str, Any]:
     from lvae.evaluation import evaluate_run
 
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("run_dir", type=Path)
     s.add_argument("name")
     s.add_argument("--iw-samples", type=int, default=1000)
-    s.add_argument("--chunk", type=int, default=4096)
+    s.add_argument("--chunk", type=int)
     s.add_argument("--limit", type=int)
     s.add_argument("--command", required=True, help="the training command, recorded in the JSON")
     t = sub.add_parser("table")
