@@ -4,7 +4,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
 
-.PHONY: setup data demo test test-fast clean-venv bench results-table
+.PHONY: setup data demo test test-fast clean-venv bench results-table figures notebooks
 
 setup: $(VENV_STAMP) $(MNIST)
 
@@ -41,3 +41,11 @@ bench: setup
 # Render README's results section from results/*.json (no number typed by hand).
 results-table: setup
 	$(PY) -m lvae.results table
+
+# Every PNG in figures/, from cached results (results/summaries, results/*.pt, runs/); what is missing is trained first.
+figures: setup
+	$(PY) -m lvae.figures
+
+# notebooks/*.py are the sources: build the paired .ipynb from them and execute them at full size.
+notebooks: setup
+	$(PY) -m jupytext --to ipynb --update --execute notebooks/*.py

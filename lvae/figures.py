@@ -144,13 +144,17 @@ def warmup_study(b: Budget) -> dict[str, RunConfig]:
 
 # ----------------------------------------------------------------------------- training what is missing
 
-IGNORED_FIELDS = ("train.device", "train.checkpoint_every", "train.keep_checkpoints")
+IGNORED_FIELDS = ("name", "train.device", "train.checkpoint_every", "train.keep_checkpoints")
 
 
 def config_mismatch(run_dir: Path, cfg: RunConfig) -> list[str]:
     """How the run in `run_dir` was made differently from `cfg` (fields that change no result ignored)."""
-    saved = normalised_config(RunConfig.load(run_dir / "config.json"))
-    return [d for d in ckpt.config_differences(saved, normalised_config(cfg)) if not d.startswith(IGNORED_FIELDS)]
+    return config_mismatch_dict(normalised_config(ckpt.load_config(run_dir / "config.json")), cfg)
+
+
+def config_mismatch_dict(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
+    diffs = ckpt.config_differences(saved, normalised_config(cfg))
+    return [f"{k}: {a!r} there, {b!r} wanted" for k, (a, b) in diffs.items() if not k.startswith(IGNORED_FIELDS)]
 
 
 def is_complete(run_dir: Path, cfg: RunConfig) -> bool:
@@ -163,29 +167,30 @@ def is_complete(run_dir: Path, cfg: RunConfig) -> bool:
     return len(read_jsonl(run_dir / "epochs.jsonl")) >= cfg.train.epochs
 
 
-def estimate_seconds(cfg: RunConfig, n_train: int, n_test: int, steps: int = 3) -> float:
-    """Wall time of a run, from timing a few training steps and one test batch on this machine."""
+def estimate_seconds(cfg: RunConfig, n_train: int, n_test: int) -> float:
+    """Wall time of a run, from timing one training step (after a warm-up step) and one test batch here."""
     torch.manual_seed(SEED)
     model = build_model(cfg.model_kind, cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     x = torch.rand(cfg.train.batch_size, *cfg.model.image_shape)
     if cfg.model.likelihood == "bernoulli":
         x = x.round()
-    times = []
-    for _ in range(steps + 1):
+    for _ in range(2):  # the first step pays for one-off set-up; time the second
         t0 = time.perf_counter()
         terms = compute_loss(model(x), x, cfg.model.likelihood, 1.0, cfg.objective.kl_mode, output_variance=cfg.model.output_variance)
         opt.zero_grad()
         terms.loss.backward()
         opt.step()
-        times.append(time.perf_counter() - t0)
-    step = sorted(times[1:])[len(times[1:]) // 2]
+        step = time.perf_counter() - t0
     with torch.no_grad():
         model.eval()
         t0 = time.perf_counter()
-        model(torch.rand(1000, *cfg.model.image_shape))
-        eval_1000 = time.perf_counter() - t0
-    return cfg.train.epochs * (iterations_per_epoch(cfg, n_train) * step + eval_1000 * n_test / 1000)
+        model(x)
+        per_test_image = (time.perf_counter() - t0) / len(x)
+    return cfg.train.epochs * (iterations_per_epoch(cfg, n_train) * step + per_test_image * n_test)
+
+
+SHORT_RUN = 50  # iterations; below this a run takes seconds and timing it first would cost as much
 
 
 def ensure_run(cfg: RunConfig, run_dir: Path, data: "Data", progress: bool = True) -> Path:
@@ -204,14 +209,23 @@ def ensure_run(cfg: RunConfig, run_dir: Path, data: "Data", progress: bool = Tru
                               f"move it away or delete it, and the figures will train the run they need")
         resume = (run_dir / ckpt.LATEST).is_file()
         if not resume:  # a run of this config that died before its first checkpoint: start it afresh
-            from lvae.cli import prepare_run_dir
+            from lvae.cli import existing_run_files
 
-            prepare_run_dir(run_dir, overwrite=True)
+            for name in existing_run_files(run_dir):
+                (run_dir / name).unlink()
     validate(cfg)
-    est = estimate_seconds(cfg, len(data.train), len(data.trainer_test))
+    with torch.enable_grad():  # a notebook may have switched autograd off for its own cells
+        return _train(cfg, run_dir, data, progress, resume)
+
+
+def _train(cfg: RunConfig, run_dir: Path, data: "Data", progress: bool, resume: bool) -> Path:
     ipe = iterations_per_epoch(cfg, len(data.train))
+    if ipe * cfg.train.epochs > SHORT_RUN:
+        estimate = f"about {_duration(estimate_seconds(cfg, len(data.train), len(data.trainer_test)))} on this machine"
+    else:
+        estimate = "a short run, not timed first"
     what = "resuming" if resume else "training"
-    print(f"{what} {run_dir}: {cfg.train.epochs} epochs x {ipe} iterations, about {_duration(est)} on this machine", flush=True)
+    print(f"{what} {run_dir}: {cfg.train.epochs} epochs x {ipe} iterations, {estimate}", flush=True)
     t0 = time.perf_counter()
     trainer = Trainer(cfg, run_dir, data.train, data.trainer_test, progress=progress)
     if resume:
@@ -372,7 +386,7 @@ class Results:
         for path in self._summary_paths(name):
             if path.is_file():
                 s = RunSummary.load(path)
-                if not ckpt.config_differences(s.config, normalised_config(cfg)):
+                if not config_mismatch_dict(s.config, cfg):
                     return s
         run = ensure_run(cfg, self.run_dir(name), self.data, self.progress)
         s = summarise_run(run, self.data.eval_inputs(cfg.model.likelihood))
@@ -380,7 +394,15 @@ class Results:
         return s
 
     def model(self, cfg: RunConfig, name: str) -> LadderVAE:
-        """The trained model of run `name` in eval mode (trained first if missing)."""
+        """The trained model of run `name` in eval mode: EVAL's committed results/<name>.pt if it was
+        made with `cfg`, else the run folder (trained first if missing)."""
+        committed = self.results_dir / f"{name}.pt"
+        if committed.is_file() and not self.budget.tag:
+            from lvae.results import load_model
+
+            saved_cfg, model = load_model(committed)
+            if not config_mismatch_dict(normalised_config(saved_cfg), cfg):
+                return model
         _, model = ckpt.load_run(ensure_run(cfg, self.run_dir(name), self.data, self.progress))
         return model
 

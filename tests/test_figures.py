@@ -1,0 +1,122 @@
+"""`python -m lvae.figures` on tiny data: missing runs are trained, cached runs reused, every PNG written."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from lvae import figures
+from lvae.config import ConfigError
+from lvae.figures import Budget, Results
+
+TINY = Budget(train_limit=256, epochs=1, warmup_limit=256, warmup_epochs=3, warmup_length=2, eval_images=64,
+              prior_samples=40, iw_samples=4, iw_images=16, trainer_test_images=64, tag="")
+
+
+@pytest.fixture
+def results(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setenv("LVAE_RUNS", str(tmp_path / "runs"))
+    return Results(TINY, results_dir=tmp_path / "results", data_root=tiny_data, progress=False)
+
+
+def test_fast_switch_is_read_in_one_place(monkeypatch):
+    monkeypatch.delenv("LVAE_FAST", raising=False)
+    assert not figures.fast_mode() and figures.budget() is figures.FULL
+    monkeypatch.setenv("LVAE_FAST", "1")
+    assert figures.fast_mode() and figures.budget() is figures.FAST
+    monkeypatch.setenv("LVAE_FAST", "0")
+    assert not figures.fast_mode()
+    assert figures.FAST.runs_root() != figures.FULL.runs_root()  # fast runs never mix with full-size ones
+
+
+def test_headline_configs_are_the_cli_ones():
+    from lvae.cli import build_parser, config_from_args
+
+    lvae, vae = (figures.headline_config(k, figures.FULL) for k in ("lvae", "vae"))
+    assert lvae.to_dict() == config_from_args(build_parser().parse_args(["train", "--config", "seed", "--model", "lvae"])).to_dict()
+    assert vae.model_kind == "vae" and vae.name == "seed-vae"
+
+
+def test_warmup_study_differs_only_in_beta():
+    study = figures.warmup_study(figures.FULL)
+    dicts = [c.to_dict() for c in study.values()]
+    for d in dicts:
+        d.pop("name"), d["objective"].pop("beta")
+    assert dicts[0] == dicts[1] == dicts[2]
+    kinds = [c.objective.beta.kind for c in study.values()]
+    assert kinds == ["constant", "linear_iter", "linear_epoch"]
+    ipe = figures.iterations_per_epoch(next(iter(study.values())))
+    assert study["per iteration"].objective.beta.steps == figures.FULL.warmup_length * ipe
+
+
+def test_every_figure_is_drawn_and_runs_are_reused(results, tmp_path, capsys):
+    out = tmp_path / "figs"
+    written = figures.build_figures(out_dir=out, results=results)
+    assert sorted(p.name for p in written) == sorted(figures.FIGURES)
+    assert all(p.stat().st_size > 5000 for p in written)
+    log = capsys.readouterr().out
+    assert log.count("training ") == 5 and "epochs x" in log  # 2 headline + 3 warm-up runs, each announced
+
+    # summaries were written (full-size budget: into results/summaries) and carry active units per epoch
+    s = json.loads((tmp_path / "results" / "summaries" / "warmup-iter.json").read_text())
+    assert s["active_epochs"] == [0, 1, 2] and len(s["active_units"][0]) == 5
+
+    # a second build trains nothing and draws the same pictures
+    ckpt = tmp_path / "runs" / "seed-lvae" / "checkpoint.pt"
+    before = ckpt.stat().st_mtime_ns
+    again = figures.build_figures(out_dir=tmp_path / "figs2", results=Results(TINY, tmp_path / "results", results.data_root, progress=False))
+    assert "training " not in capsys.readouterr().out and ckpt.stat().st_mtime_ns == before
+    for a, b in zip(sorted(written), sorted(again)):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_a_run_folder_of_another_config_is_never_overwritten(results, tmp_path):
+    cfg = figures.headline_config("lvae", TINY)
+    figures.ensure_run(cfg, tmp_path / "runs" / "x", results.data, progress=False)
+    other = replace(cfg, train=replace(cfg.train, lr=5e-4))
+    with pytest.raises(ConfigError, match="train.lr"):
+        figures.ensure_run(other, tmp_path / "runs" / "x", results.data, progress=False)
+
+
+def test_unknown_figure_name_is_one_clear_error(capsys):
+    assert figures.main(["no_such.png"]) == 2
+    assert "unknown figure(s) no_such.png" in capsys.readouterr().err
+
+
+def test_illustrative_units_span_encoder_led_to_prior_led():
+    view = {"logvar_q": torch.tensor([[0.0, 0.0, 0.0]]), "logvar_p": torch.tensor([[3.0, 0.0, -3.0]]),
+            "mu_q": torch.zeros(1, 3), "mu_p": torch.ones(1, 3), "mu": torch.zeros(1, 3), "logvar": torch.zeros(1, 3)}
+    units = figures.illustrative_units(view)
+    assert [u["label"] for u in units] == ["unit 0", "unit 1", "unit 2"]
+    assert units[0]["var_p"] > units[0]["var_q"] and units[2]["var_p"] < units[2]["var_q"]
+
+
+def test_estimate_counts_every_step_and_test_pass(monkeypatch):
+    ticks = iter(range(1000))
+    monkeypatch.setattr(figures.time, "perf_counter", lambda: float(next(ticks)))  # every timed block takes 1 s
+    cfg = figures.headline_config("lvae", TINY)  # 256 images, batch 128: 2 iterations per epoch
+    cfg.train.epochs = 3
+    seconds = figures.estimate_seconds(cfg, n_train=60_000, n_test=64)
+    assert seconds == pytest.approx(3 * (2 * 1.0 + 64 * 1.0 / 128))
+
+
+def test_a_half_done_run_is_resumed_and_a_dead_one_restarted(results, tmp_path, capsys):
+    cfg = figures.headline_config("lvae", TINY)
+    cfg.train.epochs = 2
+    run = tmp_path / "runs" / "half"
+    short = replace(cfg, train=replace(cfg.train, epochs=1))
+    figures.ensure_run(short, run, results.data, progress=False)
+    (run / "config.json").write_text((run / "config.json").read_text().replace('"epochs": 1', '"epochs": 2'))
+    figures.ensure_run(cfg, run, results.data, progress=False)
+    assert "resuming" in capsys.readouterr().out
+    assert figures.is_complete(run, cfg)
+
+    dead = tmp_path / "runs" / "dead"
+    dead.mkdir()
+    cfg.save(dead / "config.json")
+    (dead / "epochs.jsonl").write_text('{"epoch": 0, "elbo": 1}\n')  # rows from a run that never checkpointed
+    figures.ensure_run(cfg, dead, results.data, progress=False)
+    assert "training" in capsys.readouterr().out
+    assert [r["epoch"] for r in figures.read_jsonl(dead / "epochs.jsonl")] == [0, 1]

@@ -1,0 +1,46 @@
+"""The four notebooks: each .ipynb matches its .py source, and all run top to bottom in fast mode."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+SOURCES = sorted(NOTEBOOKS.glob("*.py"))
+
+
+def cells(nb) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+def test_there_are_four_paired_notebooks():
+    assert [p.stem[:2] for p in SOURCES] == ["01", "02", "03", "04"]
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == [p.stem for p in SOURCES], "every .py needs its .ipynb and back"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_ipynb_matches_its_py(source):
+    built = source.with_suffix(".ipynb")
+    assert built.is_file(), f"{built.name} is missing: run make notebooks"
+    expected = cells(jupytext.read(source))
+    actual = cells(nbformat.read(built, as_version=4))
+    assert actual == expected, f"{built.name} is out of date with {source.name}: run make notebooks"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_notebooks_run_in_fast_mode(tmp_path):
+    """nbval runs every cell (--nbval-lax: outputs are not compared) with LVAE_FAST=1 and fresh runs."""
+    env = {**os.environ, "LVAE_FAST": "1", "LVAE_RUNS": str(tmp_path / "runs"), "MPLBACKEND": "Agg"}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+                           "-q", "-o", "addopts=", str(NOTEBOOKS)], cwd=ROOT, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    print(f"four notebooks in fast mode: {elapsed:.0f} s")
