@@ -29,8 +29,17 @@ class CheckpointError(RuntimeError):
 
 
 def _first_line(e: BaseException) -> str:
+    """The first sentence of an exception's message: enough to name the problem on one line."""
     text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:200]
+    first = text.splitlines()[0] if text else type(e).__name__
+    return first.split(". ")[0][:200]
+
+
+def _weights_only_reason(e: BaseException) -> str:
+    """torch's weights_only refusal, less its advice to load with weights_only=False."""
+    lines = [line.strip() for line in str(e).splitlines()[1:]]
+    details = [line for line in lines if line and not line.startswith(("Please file an issue", "Check the documentation"))]
+    return details[0][:200] if details else _first_line(e)
 
 
 def write_atomic(path: Path, write: Callable[[Any], None]) -> None:
@@ -64,7 +73,10 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError, AttributeError) as e:
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path}: not a usable checkpoint (corrupt, or not made by lvae): the safe loader (weights_only=True) "
+                              f"refused it: {_weights_only_reason(e)}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{path}: not a usable checkpoint (truncated, corrupt or not made by lvae): {_first_line(e)}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not an lvae checkpoint (holds a {type(obj).__name__}, not a dict)")

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from lvae.cli import main
+from lvae.data import read_idx, write_idx
 from conftest import write_tiny_dataset
 
 
@@ -65,6 +66,15 @@ def malicious_checkpoint(w: World) -> None:
     torch.save({"model": Payload()}, w.run / "checkpoint.pt")
 
 
+def inverted_copy_of_data(w: World) -> None:
+    """Another data folder with the same number of images but other pixels."""
+    shutil.copytree(w.data, w.tmp / "other")
+    images = w.tmp / "other" / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    inverted = 255 - read_idx(images)
+    images.unlink()
+    write_idx(images, inverted)
+
+
 def no_cuda(w: World) -> None:
     w.monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # type: ignore[attr-defined]
 
@@ -105,7 +115,7 @@ CASES = [
          "device 'cuda' asked for, but this machine has no CUDA GPU; use --device cpu", setup=no_cuda),
     # output folder
     Case("out-holds-a-run", lambda w: train(w, "--out", w.run),
-         "{run} already holds a run (checkpoint-00000008.pt, checkpoint.pt, config.json, epochs.jsonl, history.jsonl); "
+         "{run} already holds a run (checkpoint-00000002.pt, checkpoint.pt, config.json, epochs.jsonl, history.jsonl); "
          "continue it with --resume {run}, or replace it with --overwrite"),
     Case("overwrite-with-bad-batch", lambda w: train(w, "--out", w.run, "--overwrite", "--batch-size", "512"),
          "batch size 512 is larger than the data (256 images)"),
@@ -118,8 +128,7 @@ CASES = [
     Case("resume-and-overwrite", lambda w: resume(w, "--overwrite"), "--overwrite cannot be used with --resume"),
     Case("resume-finished-run", lambda w: resume(w), "{run} has already trained 1 epoch(s); to train further, pass --epochs N with N > 1"),
     Case("resume-other-data", lambda w: ["train", "--resume", w.run, "--data-root", w.tmp / "other", "--epochs", "2"],
-         "checkpoint.pt was trained on other data (256 images from ",
-         setup=lambda w: write_tiny_dataset(w.tmp / "other", n_train=300)),
+         "checkpoint.pt was trained on other data (64 images from ", setup=lambda w: inverted_copy_of_data(w)),
     Case("resume-config-json-corrupt", lambda w: resume(w, "--epochs", "2"), "{run}/config.json: not a valid run config (JSONDecodeError",
          setup=lambda w: (w.run / "config.json").write_text('{"name": "seed", ')),
     Case("resume-before-first-checkpoint", lambda w: resume(w, "--epochs", "2"),
@@ -130,7 +139,9 @@ CASES = [
          setup=lambda w: truncate(w.run / "checkpoint.pt")),
     Case("checkpoint-random-bytes", lambda w: resume(w, "--epochs", "2"), "{run}/checkpoint.pt: not a usable checkpoint",
          setup=lambda w: ((w.run / "checkpoint.pt").unlink(), (w.run / "checkpoint.pt").write_bytes(os.urandom(4096)))),
-    Case("checkpoint-runs-code", lambda w: resume(w, "--epochs", "2"), "{run}/checkpoint.pt: not a usable checkpoint", setup=malicious_checkpoint),
+    Case("checkpoint-runs-code", lambda w: resume(w, "--epochs", "2"),
+         "{run}/checkpoint.pt: not a usable checkpoint (corrupt, or not made by lvae): the safe loader (weights_only=True) refused it: "
+         "Trying to load unsupported GLOBAL posix.mkdir", setup=malicious_checkpoint),
     Case("checkpoint-not-lvae", lambda w: resume(w, "--epochs", "2"), "{run}/checkpoint.pt: not an lvae training checkpoint (no config, optimizer, rng, state)",
          setup=lambda w: ((w.run / "checkpoint.pt").unlink(), torch.save({"model": {}}, w.run / "checkpoint.pt"))),
     Case("checkpoint-other-config", lambda w: resume(w, "--epochs", "2"),
@@ -142,10 +153,11 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> tuple[Path, Path]:
-    """One tiny finished run (8 iterations), copied into each case's folder."""
+    """One tiny finished run (2 iterations on the first 64 images), copied into each case's folder."""
+    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("source")
     data = write_tiny_dataset(root / "data")
-    assert main(["train", "--config", "paper", "--epochs", "1", "--batch-size", "32", "--data-root", str(data),
+    assert main(["train", "--config", "paper", "--epochs", "1", "--batch-size", "32", "--limit", "64", "--data-root", str(data),
                  "--out", str(root / "run"), "--no-progress"]) == 0
     return data, root / "run"
 

@@ -27,6 +27,12 @@ from conftest import dense_config, run_lvae
 PAPER = ["--config", "paper", "--batch-size", "32", "--checkpoint-every", "3", "--no-progress"]  # 256 images: 8 iterations/epoch
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are tiny: one thread is as fast, and never stalls waiting for a busy second core."""
+    torch.set_num_threads(1)
+
+
 def load(run: Path) -> dict:
     return torch.load(run / ckpt.LATEST, weights_only=True)
 
@@ -43,7 +49,6 @@ def without_seconds(rows: list[dict]) -> list[dict]:
 
 def test_sigkill_mid_epoch_then_ctrl_c_then_resume_is_bit_identical(tmp_path, tiny_data):
     """The reference and the last leg run in this process with one thread, like the subprocesses."""
-    torch.set_num_threads(1)
     args = [*PAPER, "--epochs", "2", "--data-root", tiny_data]
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert main(["train", *map(str, args), "--out", str(ref)]) == 0
