@@ -52,4 +52,4 @@ notebooks: setup
 
 # Images/s of --amp bf16 and --compile against fp32 eager, measured on this machine in one run.
 speed-options: setup
-	$(PY) -m lvae.speed_options
+	$(PY) -m lvae.speed_options $(SPEED_ARGS)

@@ -19,6 +19,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from lvae.config import ConfigError
+
 
 @dataclass
 class DistContext:
@@ -72,6 +74,9 @@ def context(device_name: str) -> DistContext:
         return DistContext(False, 0, 1, torch.device(device_name))
     if device_name.startswith("cuda"):
         local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise ConfigError(f"process {local} on this machine has no GPU of its own ({torch.cuda.device_count()} found); "
+                              f"use --nproc_per_node {torch.cuda.device_count()} or fewer")
         torch.cuda.set_device(local)
         device, backend = torch.device("cuda", local), "nccl"
     else:

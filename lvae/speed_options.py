@@ -8,7 +8,8 @@ float32 loss, backward, clipping, Adam) on the same synthetic batch. The options
 timed in interleaved rounds (A B C D, A B C D, ...) and the median round is reported, so
 a machine shared with other jobs slows all of them alike and the ratios stay fair. The
 first steps of each option (warm-up, and compilation for `--compile`) are timed
-separately and not counted.
+separately and not counted. On a machine shared with other jobs, `--threads 1` keeps one
+busy core from stalling every parallel kernel.
 """
 
 from __future__ import annotations
@@ -76,10 +77,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", action="append", choices=("seed", "paper"), help="repeatable (default: seed and paper)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, help="default: the config's")
-    p.add_argument("--steps", type=int, default=5, help="steps per timed round")
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=2, help="steps per timed round")
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); 1 is steadier on a busy machine")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
     a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     for name in a.config or ["seed", "paper"]:
         cfg = named_config(name)
         cfg.train.device = a.device

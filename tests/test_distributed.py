@@ -6,12 +6,14 @@ is `python -m lvae` with noise-free latents; see `test_two_processes_match_one_a
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 
 from lvae import checkpoint as ckpt
+from lvae.cli import main
 from lvae.training import TEST_SIGNAL_ENV, read_jsonl
 from conftest import run_lvae
 
@@ -53,10 +55,11 @@ def test_two_processes_match_one_at_equal_global_batch(tmp_path, tiny_data):
     assert worst < 1e-6, worst
 
 
-def test_torchrun_ctrl_c_then_resume_is_bit_identical(tmp_path, tiny_data):
+def test_torchrun_ctrl_c_then_resume_is_bit_identical(tmp_path, tiny_data, capsys):
     """Real noise, paper config (dynamic binarization, batch norm): every rank's RNG is saved and restored.
 
     Only rank 0 gets SIGINT; the flag is all-reduced, so both ranks stop after the same step.
+    The same checkpoint also resumes in one process, with a note that the noise starts afresh.
     """
     args = ["train", "--config", "paper", "--epochs", "2", "--batch-size", "32", "--checkpoint-every", "3",
             "--data-root", tiny_data, "--no-progress"]
@@ -69,6 +72,7 @@ def test_torchrun_ctrl_c_then_resume_is_bit_identical(tmp_path, tiny_data):
     sd = load(run)
     assert sd["state"]["iteration"] == 5 and len(sd["rng"]) == 2
     assert not torch.equal(sd["rng"][0]["torch"], sd["rng"][1]["torch"])  # the ranks draw different noise
+    shutil.copytree(run, tmp_path / "single")
     resumed = run_lvae("train", "--resume", run, "--data-root", tiny_data, "--no-progress", launcher=(*TORCHRUN, "-m", "lvae"))
     assert resumed.returncode == 0, resumed.stderr
     a, b = load(ref), load(run)
@@ -76,9 +80,13 @@ def test_torchrun_ctrl_c_then_resume_is_bit_identical(tmp_path, tiny_data):
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert (ref / "history.jsonl").read_text() == (run / "history.jsonl").read_text()
 
+    torch.set_num_threads(1)
+    assert main(["train", "--resume", str(tmp_path / "single"), "--data-root", str(tiny_data), "--no-progress"]) == 0
+    assert "was written by 2 process(es) and this run has 1; ranks without a saved state draw fresh noise" in capsys.readouterr().err
+    assert load(tmp_path / "single")["state"]["iteration"] == 16
+
 
 if __name__ == "__main__":  # `python -m lvae` with z = the mean of each Gaussian: no sampling noise
-    from lvae.cli import main
     from lvae.latents import Gaussian
 
     Gaussian.sample = lambda self, temperature=1.0: self.mu

@@ -47,7 +47,7 @@ def without_seconds(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
-def test_sigkill_mid_epoch_then_ctrl_c_then_resume_is_bit_identical(tmp_path, tiny_data):
+def test_sigkill_mid_epoch_then_sigterm_then_resume_is_bit_identical(tmp_path, tiny_data):
     """The reference and the last leg run in this process with one thread, like the subprocesses."""
     args = [*PAPER, "--epochs", "2", "--data-root", tiny_data]
     ref, run = tmp_path / "ref", tmp_path / "run"
@@ -58,10 +58,11 @@ def test_sigkill_mid_epoch_then_ctrl_c_then_resume_is_bit_identical(tmp_path, ti
     assert load(run)["state"] == {"iteration": 3, "epoch": 0, "batch_in_epoch": 3}  # mid-epoch
     assert len(read_jsonl(run / "history.jsonl")) == 3  # rows of iterations 3 and 4 died with the process
 
-    # Ctrl-C after iteration 10: the next step completes, is saved, and the message says how to resume.
-    stopped = run_lvae("train", "--resume", run, "--data-root", tiny_data, "--no-progress", env={TEST_SIGNAL_ENV: "SIGINT@10"})
-    assert stopped.returncode == 130, stopped.stderr
-    assert f"SIGINT at iteration 11: checkpoint saved in {run / ckpt.LATEST}. Resume with: python -m lvae train --resume {run}" in stopped.stderr
+    # SIGTERM (a cluster's preemption; Ctrl-C is tested below) after iteration 10: the next step
+    # completes, is saved, and the message says how to resume.
+    stopped = run_lvae("train", "--resume", run, "--data-root", tiny_data, "--no-progress", env={TEST_SIGNAL_ENV: "SIGTERM@10"})
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    assert f"SIGTERM at iteration 11: checkpoint saved in {run / ckpt.LATEST}. Resume with: python -m lvae train --resume {run}" in stopped.stderr
     assert "Traceback" not in stopped.stderr
     assert load(run)["state"] == {"iteration": 11, "epoch": 1, "batch_in_epoch": 3}
 
