@@ -249,9 +249,21 @@ def evaluate_run(run_dir: Path, iw_samples: int = 1000, split: str = "test", chu
             "split": split, **result, "hardware": hardware()}
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def hardware() -> dict[str, Any]:
     """What the numbers were measured on."""
-    return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+    import os
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 

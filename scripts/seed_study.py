@@ -36,6 +36,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "lvae-bernoulli": ("Bernoulli likelihood on the grey levels (cross-entropy, not MSE)", {"model.likelihood": "bernoulli", "objective.beta.end": 1.0}),
     "vae-bernoulli": ("vanilla VAE, Bernoulli likelihood", {"model_kind": "vae", "model.likelihood": "bernoulli", "objective.beta.end": 1.0}),
     "lvae-bernoulli-fb": ("Bernoulli + free bits 2 nats/layer", {"model.likelihood": "bernoulli", "objective.beta.end": 1.0, "objective.free_bits": 2.0}),
+    "lvae-10ep": ("10 epochs instead of 3", {"train.epochs": 10}),
+    "lvae-beta1-10ep": ("beta -> 1 and 10 epochs", {"objective.beta.end": 1.0, "train.epochs": 10}),
     "lvae-bernoulli-10ep": ("Bernoulli, 10 epochs", {"model.likelihood": "bernoulli", "objective.beta.end": 1.0, "train.epochs": 10}),
 }
 TEMPERATURES = (0.8,)  # T = 1 comes with evaluate_model
