@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -167,21 +168,27 @@ def is_complete(run_dir: Path, cfg: RunConfig) -> bool:
     return len(read_jsonl(run_dir / "epochs.jsonl")) >= cfg.train.epochs
 
 
-def estimate_seconds(cfg: RunConfig, n_train: int, n_test: int) -> float:
-    """Wall time of a run, from timing one training step (after a warm-up step) and one test batch here."""
+def estimate_seconds(cfg: RunConfig, n_train: int, n_test: int, steps: int = 3) -> float:
+    """Wall time of a run, from the median of a few timed training steps and one test batch here.
+
+    The first step pays for one-off set-up and is not counted; the median shrugs off a
+    spike from other work on a shared machine.
+    """
     torch.manual_seed(SEED)
     model = build_model(cfg.model_kind, cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     x = torch.rand(cfg.train.batch_size, *cfg.model.image_shape)
     if cfg.model.likelihood == "bernoulli":
         x = x.round()
-    for _ in range(2):  # the first step pays for one-off set-up; time the second
+    times = []
+    for _ in range(steps + 1):
         t0 = time.perf_counter()
         terms = compute_loss(model(x), x, cfg.model.likelihood, 1.0, cfg.objective.kl_mode, output_variance=cfg.model.output_variance)
         opt.zero_grad()
         terms.loss.backward()
         opt.step()
-        step = time.perf_counter() - t0
+        times.append(time.perf_counter() - t0)
+    step = statistics.median(times[1:])
     with torch.no_grad():
         model.eval()
         t0 = time.perf_counter()
@@ -609,8 +616,9 @@ def fig_warmup_effect(r: Results) -> Figure:
 def fig_encoder_maps(r: Results) -> Figure:
     model = r.headline_model("LVAE")
     with torch.no_grad():
-        g = model.bottom_up(r.data.test.images[:1])[0]
-    return plots.latent_maps(g.mu[0], g.logvar[0], title="Bottom-up pass: the spatial latent q̂(z₀|x) of one test digit (8 channels × 7×7)")
+        x = r.data.test.images[:1]
+        g = model.bottom_up(x)[0]
+    return plots.latent_maps(g.mu[0], g.logvar[0], image=x[0], title="Bottom-up pass: the spatial latent q̂(z₀|x) of one test digit")
 
 
 def fig_merge(r: Results) -> Figure:

@@ -102,23 +102,30 @@ def image_rows(rows: Mapping[str, Any], title: str | None = None) -> Figure:
     return fig
 
 
-def latent_maps(mu: Any, logvar: Any, title: str | None = None) -> Figure:
-    """A spatial latent (C, H, W) of one image: mean and log-variance maps, one column per channel."""
+def latent_maps(mu: Any, logvar: Any, title: str | None = None, image: Any | None = None) -> Figure:
+    """A spatial latent (C, H, W) of one image: mean and log-variance maps, one column per channel.
+
+    `image` (optional, (1, H, W) or (H, W)) is drawn in a first column, for reference.
+    """
     mu, logvar = _np(mu), _np(logvar)
     c = mu.shape[0]
-    fig, axes = _figure(2, c, (1.15 * c + 1.2, 3.0))
+    extra = int(image is not None)
+    fig, axes = _figure(2, c + extra, (1.15 * (c + extra) + 1.2, 3.0))
+    if extra:
+        _show_image(axes[0, 0], _np(image).reshape(_np(image).shape[-2:]), "input")
+        axes[1, 0].set_visible(False)
     for row, (name, maps, cmap) in enumerate((("μ̂", mu, "RdBu_r"), ("log σ̂²", logvar, "magma"))):
         lim = np.abs(maps).max() if cmap == "RdBu_r" else None
         vmin, vmax = (-lim, lim) if lim is not None else (maps.min(), maps.max())
         for j in range(c):
-            ax = axes[row, j]
+            ax = axes[row, j + extra]
             im = ax.imshow(maps[j], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
             ax.grid(False)
             if row == 0:
                 ax.set_title(f"ch {j}")
-        axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=10)
-        fig.colorbar(im, ax=list(axes[row]), shrink=0.8, pad=0.01)
+        axes[row, extra].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=10)
+        fig.colorbar(im, ax=list(axes[row, extra:]), shrink=0.8, pad=0.01)
     if title:
         fig.suptitle(title)
     return fig
@@ -134,6 +141,7 @@ def dense_latent(mu: Any, logvar: Any, labels: Sequence[int] | None = None, titl
     sns.heatmap(logvar, ax=axes[0, 1], cmap="magma", yticklabels=ylabels, cbar_kws={"shrink": 0.8})
     for ax, name in zip(axes[0], ("μ̂", "log σ̂²")):
         ax.set(title=name, xlabel="unit", ylabel="digit of the image" if labels is not None else "image")
+        ax.grid(False)
     if title:
         fig.suptitle(title)
     return fig
@@ -186,9 +194,10 @@ def merge_weights(logvar_q: Any, logvar_p: Any) -> Figure:
     sc = ax.scatter(lq, lp, c=w, cmap="viridis", vmin=0, vmax=1, s=4, alpha=0.5, rasterized=True)
     lo, hi = float(min(lq.min(), lp.min())) - 0.3, float(max(lq.max(), lp.max())) + 0.3
     for wt, ls in ((0.5, "-"), (0.1, ":"), (0.9, ":")):
-        off = np.log(wt / (1 - wt))
+        off = np.log(wt / (1 - wt))  # weight wt where log σ_p² = log σ̂² + off
         ax.plot([lo, hi], [lo + off, hi + off], color="k", lw=0.9, ls=ls)
-        ax.annotate(f"w = {wt}", (hi, hi + off), fontsize=7, ha="right", va="bottom")
+        x0 = float(np.clip(lo + 0.15 * (hi - lo) - min(off, 0.0), lo, hi))
+        ax.annotate(f"w = {wt}", (x0, x0 + off), fontsize=7, ha="left", va="bottom", rotation=45, rotation_mode="anchor")
     ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal", xlabel="encoder log σ̂²", ylabel="decoder prior log σ_p²")
     fig.colorbar(sc, ax=ax, label="weight of q̂ in the merged mean")
     ax2 = axes[0, 1]
@@ -284,8 +293,9 @@ def kl_per_layer(summaries: Mapping[str, "RunSummary"]) -> Figure:
         kl = np.asarray(s.kl)  # (rows, layers)
         for k in range(kl.shape[1]):
             if s.stochastic[k]:
-                ax.plot(_epoch_axis(s), kl[:, k], color=colors[k], lw=1.4, label=f"z{k}")
-        ax.set(title=f"{name}: KL per layer (training)", xlabel="epoch", ylabel="KL (nats)")
+                ax.plot(_epoch_axis(s), np.maximum(kl[:, k], 1e-3), color=colors[k], lw=1.4, label=f"z{k}")
+        ax.set_yscale("log")
+        ax.set(title=f"{name}: KL per layer (training batches)", xlabel="epoch", ylabel="KL (nats, log scale)")
         ax.legend(title="layer")
     ax = axes[0, -1]
     width = 0.8 / len(summaries)
@@ -378,16 +388,30 @@ def class_histogram(histograms: Mapping[str, Sequence[float]], samples: Mapping[
     return fig
 
 
-def likelihood_curves(summaries: Mapping[str, "RunSummary"], iw: Mapping[str, float] | None = None, iw_label: str = "importance-weighted") -> Figure:
-    """Test ELBO per epoch (paper KL, β = 1) per model, with final importance-weighted estimates if given."""
-    fig, axes = _figure(1, 1, (5.5, 3.4))
+def likelihood_curves(summaries: Mapping[str, "RunSummary"], iw: Mapping[str, float] | None = None, iw_label: str = "IW bound") -> Figure:
+    """The ELBO over training per model: on training batches (line) and on the test set after each epoch
+    (dots; paper KL, β = 1), with final importance-weighted estimates (stars) where given."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = _figure(1, 1, (6.0, 3.6))
     ax = axes[0, 0]
+    lows = []
     for i, (name, s) in enumerate(summaries.items()):
-        ep = [r["epoch"] + 1 for r in s.epochs]
         color = model_color(name, i)
-        ax.plot(ep, [r["elbo"] for r in s.epochs], marker="o", ms=4, color=color, label=f"{name} ELBO")
+        train = -(np.asarray(s.recon) + np.asarray(s.kl).sum(1))
+        ax.plot(_epoch_axis(s), train, color=color, lw=1.0, alpha=0.45, label=f"{name} ELBO, training batches")
+        ep = [r["epoch"] + 1 for r in s.epochs]
+        test = [r["elbo"] for r in s.epochs]
+        ax.plot(ep, test, marker="o", ms=5, color=color, lw=1.6, label=f"{name} ELBO, test set")
+        lows.append(min(test))
         if iw and name in iw:
-            ax.scatter([ep[-1]], [iw[name]], marker="*", s=120, color=color, zorder=3, label=f"{name} {iw_label}")
-    ax.set(xlabel="epoch", ylabel="nats / image (higher is better)", title="Test log-likelihood bound over training")
-    ax.legend()
+            ax.scatter([ep[-1]], [iw[name]], marker="*", s=140, color=color, zorder=3, edgecolor="k", lw=0.5, label=f"{name} {iw_label}")
+    top = max(max(r["elbo"] for r in s.epochs) for s in summaries.values())
+    if iw:
+        top = max(top, *iw.values())
+    span = top - min(lows)
+    ax.set_ylim(min(lows) - 1.5 * span, top + 0.3 * span)  # the first iterations' bound is far lower: keep the epochs in view
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch", ylabel="nats / image (higher is better)", title="Log-likelihood bound over training")
+    ax.legend(loc="lower right")
     return fig

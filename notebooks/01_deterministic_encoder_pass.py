@@ -55,12 +55,9 @@ figures.layer_table(model, encoder)
 # notebook 02 uses.
 
 # %%
-plots.image_rows({"digits": x[:2]})
-
-# %%
+g = encoder[0]
 for i in range(2):
-    g = encoder[0]
-    display(plots.latent_maps(g.mu[i], g.logvar[i], title=f"q̂(z₀|x) of test digit {i} (a {int(labels[i])})"))
+    display(plots.latent_maps(g.mu[i], g.logvar[i], image=x[i], title=f"q̂(z₀|x) of test digit {i} (a {int(labels[i])})"))
 
 # %% [markdown]
 # ## The dense top latent

@@ -27,7 +27,7 @@ import torch
 from IPython.display import display
 
 from lvae import figures, plots
-from lvae.latents import merge_gaussians
+from lvae.latents import Gaussian, merge_gaussians
 
 torch.set_grad_enabled(False)  # inference only: no autograd graphs
 results = figures.Results()  # LVAE_FAST=1 makes everything small (the tests use it)
@@ -47,7 +47,7 @@ encoder = model.bottom_up(x)
 z_top = encoder[-1].sample()  # (64, 16)
 prior_inner = model.prior(0, z_top)  # p(z_0 | z_1): mean and log-variance of shape (64, 8, 7, 7)
 print("z_top:", tuple(z_top.shape), "  prior over z_0:", tuple(prior_inner.mu.shape))
-figures.layer_table(model, [prior_inner, None])
+figures.layer_table(model, [prior_inner, Gaussian.standard(z_top)])  # the priors: p(z_0 | z_1), and N(0, I) at the top
 
 # %% [markdown]
 # ## The precision-weighted merge, made visible
@@ -103,7 +103,8 @@ plots.image_rows({"data": x[:12], "pass 1": first, "pass 2": second})
 #
 # `generate` never calls the encoder: the top latent is drawn from $\mathcal N(0, T^2 I)$
 # and every layer below from the decoder's prior, each with its standard deviation scaled
-# by the temperature $T$. Lower temperatures trade variety for cleaner strokes.
+# by the temperature $T$. The three panels use the same random draws, only scaled, so
+# each sample can be followed across them as it is pulled towards the priors' means.
 
 # %%
 plots.image_grids({f"T = {t}": figures.samples(model, 36, t) for t in (0.5, 0.8, 1.0)}, nrow=6,

@@ -49,6 +49,8 @@ def test_latent_maps_one_column_per_channel_with_symmetric_mean_colours():
     assert len(images) == 8
     lo, hi = images[0].get_clim()
     assert lo == pytest.approx(-hi) and hi == pytest.approx(mu.abs().max().item())
+    with_input = plots.latent_maps(mu, logvar, image=torch.rand(1, 28, 28))
+    assert sum(1 for ax in with_input.axes if ax.images) == 9 and "input" in texts(with_input)
 
 
 def test_gaussian_merge_titles_give_the_encoder_weight():
