@@ -49,7 +49,7 @@ figures: setup
 # notebooks/*.py are the sources: build the paired .ipynb from them and execute them at full size.
 notebooks: setup
 	$(PY) -m jupytext --to ipynb --update notebooks/*.py
-	$(PY) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 notebooks/*.ipynb
+	$(PY) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 --ExecutePreprocessor.record_timing=False notebooks/*.ipynb
 
 # Images/s of --amp bf16 and --compile against fp32 eager, measured on this machine in one run.
 speed-options: setup

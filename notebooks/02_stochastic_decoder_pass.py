@@ -32,8 +32,8 @@ from lvae.latents import Gaussian, merge_gaussians
 torch.set_grad_enabled(False)  # inference only: no autograd graphs
 results = figures.Results()  # LVAE_FAST=1 makes everything small (the tests use it)
 model = results.headline_model("LVAE")
-x, labels = results.data.test.images[:64], results.data.test.labels[:64]  # (64, 1, 28, 28)
 torch.manual_seed(figures.SEED)
+x, labels = results.data.test.images[:64], results.data.test.labels[:64]  # (64, 1, 28, 28)
 
 # %% [markdown]
 # ## Sampling the top, and the decoder's prior one layer down
