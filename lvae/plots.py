@@ -271,7 +271,7 @@ def warmup_effect(summaries: Mapping[str, "RunSummary"], highlight: str | None =
         final = np.maximum(s.epochs[-1]["kl"], 1e-3) if s.epochs else [np.nan] * depth
         a_kl.bar(np.arange(depth) + (i - (len(names) - 1) / 2) * width, final, width, color=f"C{i}", label=name,
                  alpha=1.0 if highlight in (None, name) else 0.55)
-    a_kl.set_xticks(range(depth), [f"z{k}" + (" (top)" if k == depth - 1 else "") for k in range(depth)])
+    a_kl.set_xticks(range(depth), _layer_ticks(depth))
     a_kl.set(title="KL per layer at the end (test, nats)", ylabel="KL (nats)")
     a_kl.set_yscale("log")
     a_kl.legend()
@@ -279,6 +279,22 @@ def warmup_effect(summaries: Mapping[str, "RunSummary"], highlight: str | None =
 
 
 # ----------------------------------------------------------------------------- LVAE vs VAE
+
+
+def _layer_ticks(depth: int) -> list[str]:
+    return [f"z{k}" + (" (top)" if k == depth - 1 else "") for k in range(depth)]
+
+
+def _grouped_bars(ax, values: Mapping[str, Sequence[float | None]], labels: Mapping[str, Sequence[str]]) -> None:
+    """One group of bars per layer, one bar per model, each annotated; None is a deterministic layer ('det.')."""
+    depth = max(len(v) for v in values.values())
+    width = 0.8 / len(values)
+    for i, (name, vals) in enumerate(values.items()):
+        xs = np.arange(len(vals)) + (i - (len(values) - 1) / 2) * width
+        bars = ax.bar(xs, [np.nan if v is None else v for v in vals], width, color=model_color(name, i), label=name)
+        for x, b, v, text in zip(xs, bars, vals, labels[name]):
+            ax.annotate("det." if v is None else text, (x, 0 if v is None else b.get_height()), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(depth), _layer_ticks(depth))
 
 
 def kl_per_layer(summaries: Mapping[str, "RunSummary"]) -> Figure:
@@ -297,18 +313,17 @@ def kl_per_layer(summaries: Mapping[str, "RunSummary"]) -> Figure:
         ax.set_yscale("log")
         ax.set(title=f"{name}: KL per layer (training batches)", xlabel="epoch", ylabel="KL (nats, log scale)")
         ax.legend(title="layer")
-    ax = axes[0, -1]
-    width = 0.8 / len(summaries)
-    for i, (name, s) in enumerate(summaries.items()):
-        final = s.epochs[-1]["kl"]
-        xs = np.arange(depth) + (i - (len(summaries) - 1) / 2) * width
-        bars = ax.bar(xs, final, width, color=model_color(name, i), label=name)
-        for x, b, stoch in zip(xs, bars, s.stochastic):
-            ax.annotate("det." if not stoch else f"{b.get_height():.1f}", (x, b.get_height()), ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(depth), [f"z{k}" + (" (top)" if k == depth - 1 else "") for k in range(depth)])
-    ax.set(title="KL per layer at the end (test)", ylabel="KL (nats)")
-    ax.legend()
+    final = {name: [k if stoch else None for k, stoch in zip(s.epochs[-1]["kl"], s.stochastic)] for name, s in summaries.items()}
+    _grouped_bars(axes[0, -1], final, {name: [f"{k:.1f}" if k is not None else "" for k in v] for name, v in final.items()})
+    axes[0, -1].set(title="KL per layer at the end (test)", ylabel="KL (nats)")
+    axes[0, -1].legend()
     return fig
+
+
+def _active_panel(ax, counts: Mapping[str, Sequence[int | None]], sizes: Sequence[int], threshold: float) -> None:
+    fractions = {name: [None if v is None else v / n for v, n in zip(c, sizes)] for name, c in counts.items()}
+    _grouped_bars(ax, fractions, {name: [f"{v}/{n}" for v, n in zip(c, sizes)] for name, c in counts.items()})
+    ax.set(ylim=(0, 1.1), ylabel="fraction of the layer's units", title=f"Active units (Cov_x E_q[z_u] > {threshold})")
 
 
 def active_units(counts: Mapping[str, Sequence[int | None]], sizes: Sequence[int], threshold: float = 0.01) -> Figure:
@@ -316,18 +331,39 @@ def active_units(counts: Mapping[str, Sequence[int | None]], sizes: Sequence[int
 
     `counts[model][k]` is None where the layer is deterministic (a vanilla VAE's lower layers).
     """
-    depth = len(sizes)
-    fig, axes = _figure(1, 1, (1.6 * depth + 3.0, 3.2))
-    ax = axes[0, 0]
-    width = 0.8 / len(counts)
-    for i, (name, c) in enumerate(counts.items()):
-        xs = np.arange(depth) + (i - (len(counts) - 1) / 2) * width
-        bars = ax.bar(xs, [np.nan if v is None else v / n for v, n in zip(c, sizes)], width, color=model_color(name, i), label=name)
-        for x, b, v, n in zip(xs, bars, c, sizes):
-            ax.annotate("det." if v is None else f"{v}/{n}", (x, 0 if v is None else b.get_height()), ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(depth), [f"z{k}" + (" (top)" if k == depth - 1 else "") for k in range(depth)])
-    ax.set(ylim=(0, 1.1), ylabel="fraction of the layer's units", title=f"Active units per layer (Cov_x E_q[z_u] > {threshold})")
-    ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
+    fig, axes = _figure(1, 1, (1.6 * len(sizes) + 3.0, 3.2))
+    _active_panel(axes[0, 0], counts, sizes, threshold)
+    axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1, 1))
+    return fig
+
+
+def layer_comparison(metrics: Mapping[str, Mapping[str, Any]], curves: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+                     title: str | None = None, threshold: float = 0.01) -> Figure:
+    """Per model (EVAL's result JSON: kl_per_layer, active_units, latent_units, nll): KL and active
+    units per layer, and the importance-weighted NLL over training where `curves` (epochs, nll) exist.
+
+    A layer with no latent units is deterministic.
+    """
+    ncols = 3 if curves else 2
+    fig, axes = _figure(1, ncols, (4.4 * ncols, 3.4))
+    kl = {name: [None if u == 0 else k for k, u in zip(m["kl_per_layer"], m["latent_units"])] for name, m in metrics.items()}
+    _grouped_bars(axes[0, 0], kl, {name: ["" if k is None else f"{k:.1f}" for k in v] for name, v in kl.items()})
+    axes[0, 0].set(title="KL per layer (test)", ylabel="KL (nats)")
+    axes[0, 0].legend()
+    sizes = max((m["latent_units"] for m in metrics.values()), key=sum)
+    counts = {name: [None if u == 0 else a for a, u in zip(m["active_units"], m["latent_units"])] for name, m in metrics.items()}
+    _active_panel(axes[0, 1], counts, sizes, threshold)
+    if curves:
+        from matplotlib.ticker import MaxNLocator
+
+        ax = axes[0, 2]
+        for i, (name, (epochs, nll)) in enumerate(curves.items()):
+            ax.plot(epochs, nll, marker="o", ms=3, color=model_color(name, i), label=name)
+        ax.set(title="NLL over training (IW bound, test subset)", xlabel="epoch", ylabel="−log p(x), nats (lower is better)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+    if title:
+        fig.suptitle(title)
     return fig
 
 
