@@ -3,8 +3,9 @@
 Where the numbers come from, cheapest first:
   results/summaries/<run>.json   committed digests of a run (training curves, test terms per epoch,
                                  active units per epoch): the curve figures need nothing else
-  results/<run>.json             EVAL's headline metrics (IW likelihood, class histogram), when present
-  runs/<run>/                    run folders (git-ignored) with the checkpoints the image figures need
+  results/<run>.json, .pt        EVAL's committed headline metrics (IW likelihood, class histogram)
+                                 and weights, used when they were made with the same config
+  runs/<run>/                    run folders (git-ignored) with checkpoints, for what is not committed
   training                       a missing run is trained first (lvae.training.Trainer), with a time
                                  estimate measured on this machine and a progress bar
 
@@ -15,6 +16,7 @@ LVAE_FAST=1 (read only by `fast_mode`) shrinks data, epochs and evaluation sizes
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -22,7 +24,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -127,6 +129,13 @@ def warmup_schedule(kind: str, start: float, end: float, length_epochs: int, ipe
     return BetaSchedule(kind, start, end, length_epochs)
 
 
+def with_beta(base: RunConfig, schedule: BetaSchedule, name: str) -> RunConfig:
+    """A copy of `base` (sharing nothing with it) with another β schedule and name."""
+    cfg = copy.deepcopy(base)
+    cfg.name, cfg.objective.beta = name, schedule
+    return cfg
+
+
 def warmup_study(b: Budget) -> dict[str, RunConfig]:
     """Three runs that differ only in β: none (β = 1 throughout), per iteration, per epoch."""
     base = warmup_base(b)
@@ -136,11 +145,7 @@ def warmup_study(b: Budget) -> dict[str, RunConfig]:
         "per iteration": ("warmup-iter", warmup_schedule("linear_iter", 0.0, 1.0, b.warmup_length, ipe)),
         "per epoch": ("warmup-epoch", warmup_schedule("linear_epoch", 0.0, 1.0, b.warmup_length, ipe)),
     }
-    out = {}
-    for label, (name, sched) in schedules.items():
-        cfg = replace(base, name=name, objective=replace(base.objective, beta=sched))
-        out[label] = cfg
-    return out
+    return {label: with_beta(base, sched, name) for label, (name, sched) in schedules.items()}
 
 
 # ----------------------------------------------------------------------------- training what is missing
@@ -447,11 +452,8 @@ class Results:
 
     def live_warmup(self, schedule: BetaSchedule) -> RunSummary:
         """A short run of the warm-up study's model with any schedule: what the notebook's button trains."""
-        base = warmup_base(self.budget)
-        cfg = replace(base, objective=replace(base.objective, beta=schedule))
-        key = f"{schedule.kind}-{schedule.start:g}-{schedule.end:g}-{schedule.steps}"
-        cfg.name = f"warmup-live-{key}"
-        return self.summary(cfg, cfg.name)
+        name = f"warmup-live-{schedule.kind}-{schedule.start:g}-{schedule.end:g}-{schedule.steps}"
+        return self.summary(with_beta(warmup_base(self.budget), schedule, name), name)
 
 
 # ----------------------------------------------------------------------------- what the figures show
