@@ -3,7 +3,7 @@
 Where the numbers come from, cheapest first:
   results/summaries/<run>.json   committed digests of a run (training curves, test terms per epoch,
                                  active units per epoch): the curve figures need nothing else
-  results/<run>.json, .pt        EVAL's committed headline metrics (IW likelihood, class histogram)
+  results/<run>.json, .pt        the evaluation's committed headline metrics (IW likelihood, class histogram)
                                  and weights, used when they were made with the same config
   runs/<run>/                    run folders (git-ignored) with checkpoints, for what is not committed
   training                       a missing run is trained first (lvae.training.Trainer), with a time
@@ -406,7 +406,7 @@ class Results:
         return s
 
     def model(self, cfg: RunConfig, name: str) -> LadderVAE:
-        """The trained model of run `name` in eval mode: EVAL's committed results/<name>.pt if it was
+        """The trained model of run `name` in eval mode: the committed results/<name>.pt (lvae.results) if it was
         made with `cfg`, else the run folder (trained first if missing)."""
         committed = self.results_dir / f"{name}.pt"
         if committed.is_file() and not self.budget.tag:
@@ -438,7 +438,7 @@ class Results:
         return {label: self.summary(cfg, HEADLINE[label]) for label, cfg in self.headline_configs().items()}
 
     def headline_metrics(self) -> dict[str, dict[str, Any]]:
-        """EVAL's committed results/<run>.json per model, where they exist (full size only)."""
+        """The committed results/<run>.json (lvae.results) per model, where they exist (full size only)."""
         out = {}
         for label, name in HEADLINE.items():
             path = self.results_dir / f"{name}.json"
@@ -508,7 +508,7 @@ def illustrative_units(view: dict[str, torch.Tensor], image: int = 0, weights: t
 
 
 def class_histograms(models: dict[str, LadderVAE], n: int, seed: int = SEED) -> dict[str, list[float]]:
-    """Fraction of `n` prior samples per digit, by EVAL's shipped classifier."""
+    """Fraction of `n` prior samples per digit, by the shipped classifier (lvae.classifier)."""
     from lvae.classifier import class_histogram, load_classifier, predict
 
     judge = load_classifier()
@@ -646,7 +646,7 @@ PAPER = {"LVAE": "paper-lvae", "VAE": "paper-vae"}
 
 
 def fig_paper_layers(r: Results) -> Figure:
-    """The paper's five-layer model, LVAE against VAE, from EVAL's committed results (100+ epochs:
+    """The paper's five-layer model, LVAE against VAE, from the committed results/paper-*.json (100+ epochs:
     too long to train here, so a missing result skips this figure instead)."""
     metrics, curves = {}, {}
     for label, name in PAPER.items():
@@ -674,7 +674,7 @@ FIGURES: dict[str, tuple[str, Callable[[Results], Figure]]] = {
     "kl_per_layer.png": ("KL of each layer over training and at the end (test set), LVAE and VAE.", fig_kl_per_layer),
     "active_units.png": ("Active units per layer (Cov_x E_q[z_u] > 0.01) for both models.", fig_active_units),
     "likelihood.png": ("Test ELBO per epoch for both models, with the final importance-weighted bound where measured.", fig_likelihood),
-    "paper_layers.png": ("The paper's five-layer model (EVAL's runs): KL and active units per layer, NLL over training.", fig_paper_layers),
+    "paper_layers.png": ("The paper's five-layer model (results/paper-*.json): KL and active units per layer, NLL over training.", fig_paper_layers),
     "warmup_schedules.png": ("The three β schedules of the warm-up study: none, per iteration, per epoch.", fig_warmup_schedules),
     "warmup_effect.png": ("What each warm-up did to the paper's five-layer ladder: reconstruction, KL per layer, active units.", fig_warmup_effect),
     "encoder_latent_maps.png": ("The deterministic bottom-up pass: mean and log-variance maps of the spatial inner latent.", fig_encoder_maps),

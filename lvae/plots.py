@@ -339,7 +339,7 @@ def active_units(counts: Mapping[str, Sequence[int | None]], sizes: Sequence[int
 
 def layer_comparison(metrics: Mapping[str, Mapping[str, Any]], curves: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
                      title: str | None = None, threshold: float = 0.01) -> Figure:
-    """Per model (EVAL's result JSON: kl_per_layer, active_units, latent_units, nll): KL and active
+    """Per model (lvae.results' JSON: kl_per_layer, active_units, latent_units, nll): KL and active
     units per layer, and the importance-weighted NLL over training where `curves` (epochs, nll) exist.
 
     A layer with no latent units is deterministic.

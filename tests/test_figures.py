@@ -57,7 +57,7 @@ def test_every_figure_is_drawn_and_runs_are_reused(results, tmp_path, capsys):
     assert sorted(p.name for p in written) == sorted(set(figures.FIGURES) - {"paper_layers.png"})
     assert all(p.stat().st_size > 5000 for p in written)
     log = capsys.readouterr().out
-    assert "skipped paper_layers.png: needs" in log  # EVAL's long runs are not in this results folder
+    assert "skipped paper_layers.png: needs" in log  # the paper runs' results are not in this folder
     assert log.count("training ") == 5 and "epochs x" in log  # 2 headline + 3 warm-up runs, each announced
 
     # summaries were written (full-size budget: into results/summaries) and carry active units per epoch
@@ -133,7 +133,7 @@ def test_readme_shows_every_figure_and_every_figure_is_committed():
         assert (root / "figures" / name).is_file(), f"figures/{name} is missing: run make figures"
 
 
-def test_paper_figure_is_drawn_from_evals_results(results, tmp_path):
+def test_paper_figure_is_drawn_from_the_committed_results(results, tmp_path):
     def result(active, units, kl):
         return {"kl_per_layer": kl, "active_units": active, "latent_units": units, "nll": 85.0, "training": {"epochs": 100}}
 
