@@ -298,3 +298,15 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"unknown amp mode {t.amp!r}; choose one of {AMP_MODES} (float16 would need loss scaling)")
     if not isinstance(t.compile, bool):
         raise ConfigError(f"compile must be true or false, got {t.compile!r}")
+
+
+def with_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Set dotted fields (`"train.epochs": 10`) on `cfg` in place, validate, and return it."""
+    for path, value in overrides.items():
+        *parents, leaf = path.split(".")
+        obj: Any = cfg
+        for p in parents:
+            obj = getattr(obj, p)
+        setattr(obj, leaf, value)
+    validate(cfg)
+    return cfg

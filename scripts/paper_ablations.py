@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from lvae.config import LayerSpec, paper_config, validate
+from lvae.config import LayerSpec, paper_config, with_overrides
 from lvae.data import load_split
 from lvae.evaluation import active_units, hardware, iw_log_likelihood
 from lvae.training import Trainer, evaluation_inputs, test_elbo
@@ -39,14 +39,7 @@ ROWS: dict[str, tuple[str, dict]] = {
 def make_config(overrides: dict, epochs: int):
     cfg = paper_config()
     cfg.train.epochs = epochs
-    for path, value in overrides.items():
-        *parents, leaf = path.split(".")
-        obj = cfg
-        for p in parents:
-            obj = getattr(obj, p)
-        setattr(obj, leaf, value)
-    validate(cfg)
-    return cfg
+    return with_overrides(cfg, overrides)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from lvae.config import seed_config, validate
+from lvae.config import seed_config, with_overrides
 from lvae.data import load_split
 from lvae.classifier import features, load_classifier
 from lvae.evaluation import evaluate_model, hardware, sample_quality
@@ -46,14 +46,7 @@ TEMPERATURES = (0.8,)  # T = 1 comes with evaluate_model
 def make_config(name: str, overrides: dict):
     cfg = seed_config()
     cfg.name = f"seed-study-{name}"
-    for path, value in overrides.items():
-        *parents, leaf = path.split(".")
-        obj = cfg
-        for p in parents:
-            obj = getattr(obj, p)
-        setattr(obj, leaf, value)
-    validate(cfg)
-    return cfg
+    return with_overrides(cfg, overrides)
 
 
 def run_variant(name: str, iw_samples: int, limit: int, out_root: Path) -> dict:
