@@ -13,20 +13,22 @@ from lvae.config import (
     seed_config,
 )
 from lvae.latents import Gaussian, gaussian_kl, merge_gaussians
-from lvae.model import LadderOutput, LadderVAE, VanillaVAE, build_model
+from lvae.model import HierarchicalModel, HierarchicalVAE, LadderVAE, ModelOutput, TopLatentVAE, build_model
 
 __all__ = [
     "BetaSchedule",
     "ConfigError",
     "Gaussian",
-    "LadderOutput",
     "LadderVAE",
     "LayerSpec",
     "ModelConfig",
     "ObjectiveConfig",
     "RunConfig",
     "TrainConfig",
-    "VanillaVAE",
+    "TopLatentVAE",
+    "HierarchicalVAE",
+    "HierarchicalModel",
+    "ModelOutput",
     "build_model",
     "gaussian_kl",
     "merge_gaussians",

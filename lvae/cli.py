@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from lvae import checkpoint as ckpt
-from lvae.config import AMP_MODES, DATASETS, KL_MODES, LR_SCHEDULES, MODEL_KINDS, NAMED_CONFIGS, ConfigError, RunConfig, named_config, validate
+from lvae.config import AMP_MODES, DATASETS, KL_MODES, LR_SCHEDULES, MODEL_KINDS, NAMED_CONFIGS, SCHEDULE_KINDS, ConfigError, RunConfig, named_config, validate
 from lvae.data import DataError, default_root, fetch, load_split
 
 RUN_FILES = ("config.json", "history.jsonl", "epochs.jsonl", ckpt.LATEST)
@@ -24,7 +24,12 @@ RUN_FILES = ("config.json", "history.jsonl", "epochs.jsonl", ckpt.LATEST)
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", choices=sorted(NAMED_CONFIGS), help="named configuration (default seed)")
-    p.add_argument("--model", choices=MODEL_KINDS, help="lvae (default) or a vanilla vae with the same trunks")
+    p.add_argument("--model", choices=MODEL_KINDS,
+                   help="lvae: the ladder (default); hvae: the paper's hierarchical VAE, same stochastic layers inferred "
+                        "bottom-up; top-vae: one latent at the top of the same trunks")
+    p.add_argument("--depth", type=int, help="keep the bottom N rungs of the config (the paper's depth sweep)")
+    p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, help="batch norm in every block (paper: on)")
+    p.add_argument("--beta-schedule", choices=SCHEDULE_KINDS, help="KL warm-up shape; constant: beta = --beta-end throughout")
     p.add_argument("--data", choices=DATASETS, help="dataset (default mnist)")
     p.add_argument("--data-root", type=Path, help="data cache (default $LVAE_DATA or ./data)")
     p.add_argument("--epochs", type=int)
@@ -64,8 +69,16 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
     for (section, key), value in overrides.items():
         if value is not None:
             setattr(getattr(cfg, section), key, value)
+    if a.beta_schedule is not None:
+        cfg.objective.beta.kind = a.beta_schedule
     if a.beta_end is not None:
         cfg.objective.beta.end = a.beta_end
+    if a.batch_norm is not None:
+        cfg.model.batch_norm = a.batch_norm
+    if a.depth is not None:
+        if not 1 <= a.depth <= cfg.model.depth:
+            raise ConfigError(f"--depth must be between 1 and {cfg.model.depth} (the {cfg.name} config's rungs), got {a.depth}")
+        cfg.model.layers = cfg.model.layers[: a.depth]
     if a.warmup is not None:
         cfg.objective.beta.steps = a.warmup
     if a.model:
@@ -76,7 +89,7 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
 
 # A resumed run keeps its config.json; these flags may still change (lvae.training.RESUMABLE_FIELDS).
 RESUME_FLAGS = ("epochs", "lr", "grad_clip", "checkpoint_every", "keep_checkpoints", "device", "amp", "compile")
-FIXED_ON_RESUME = ("config", "model", "data", "batch_size", "lr_schedule", "lr_min", "warmup", "seed", "limit",
+FIXED_ON_RESUME = ("config", "model", "depth", "batch_norm", "beta_schedule", "data", "batch_size", "lr_schedule", "lr_min", "warmup", "seed", "limit",
                    "kl_mode", "free_bits", "beta_end", "out", "overwrite")
 
 

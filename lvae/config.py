@@ -17,14 +17,16 @@ LayerKind = Literal["conv", "dense"]
 Likelihood = Literal["gaussian", "bernoulli"]
 KLMode = Literal["paper", "seed"]
 ScheduleKind = Literal["linear_iter", "linear_epoch", "constant"]
-ModelKind = Literal["lvae", "vae"]
+ModelKind = Literal["lvae", "hvae", "top-vae"]
 LRSchedule = Literal["constant", "cosine"]
 DatasetName = Literal["mnist", "fashion-mnist"]
 
 LIKELIHOODS = ("gaussian", "bernoulli")
 KL_MODES = ("paper", "seed")
 SCHEDULE_KINDS = ("linear_iter", "linear_epoch", "constant")
-MODEL_KINDS = ("lvae", "vae")
+MODEL_KINDS = ("lvae", "hvae", "top-vae")
+# Runs made before the hierarchical VAE existed called the top-latent VAE "vae".
+LEGACY_MODEL_KINDS = {"vae": "top-vae"}
 LR_SCHEDULES = ("constant", "cosine")
 DATASETS = ("mnist", "fashion-mnist")
 AMP_MODES = ("off", "bf16")
@@ -149,7 +151,7 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
         return cls(
             name=d["name"],
-            model_kind=d["model_kind"],
+            model_kind=LEGACY_MODEL_KINDS.get(d["model_kind"], d["model_kind"]),
             model=ModelConfig(**d["model"]),
             objective=ObjectiveConfig(**d["objective"]),
             train=TrainConfig(**d["train"]),
@@ -261,6 +263,9 @@ def validate(cfg: RunConfig) -> None:
     o = cfg.objective
     if o.kl_mode not in KL_MODES:
         raise ConfigError(f"unknown kl_mode {o.kl_mode!r}; choose one of {KL_MODES}")
+    if o.kl_mode == "seed" and cfg.model_kind != "lvae":
+        raise ConfigError(f"kl_mode 'seed' pulls the ladder's merged posterior towards its encoder; "
+                          f"a {cfg.model_kind!r} model has no merge: use kl_mode 'paper'")
     b = o.beta
     if b.kind not in SCHEDULE_KINDS:
         raise ConfigError(f"unknown beta schedule {b.kind!r}; choose one of {SCHEDULE_KINDS}")

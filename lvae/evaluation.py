@@ -6,8 +6,9 @@ q(z|x) = q(z_{L-1}|x) prod_k q(z_k|z_{k+1}, x) and w = p(x, z) / q(z|x),
 
     log p(x) >= L_K = E[ log (1/K) sum_k w_k ],   L_1 = ELBO <= L_K <= log p(x),  L_K -> log p(x).
 
-The bottom-up pass is deterministic, so it runs once per image; only the top-down pass
-is repeated, in chunks of at most `chunk` rows, so memory stays bounded for K = 5000.
+For every model the proposal is the model's own posterior (`model(x, repeats=n)`): the
+ladder's bottom-up pass is deterministic and runs once per image, its top-down pass is
+repeated; passes hold at most `chunk` rows, so memory stays bounded for K = 5000.
 Log-weights are summed in float32 per sample and combined by log-sum-exp in float64.
 """
 
@@ -28,10 +29,9 @@ from lvae import checkpoint as ckpt
 from lvae.classifier import class_histogram, features, kl_to_uniform, load_classifier, predict
 from lvae.data import load_split
 from lvae.fid import frechet_distance
-from lvae.latents import Gaussian
 from lvae.losses import log_likelihood
-from lvae.model import LadderOutput, LadderVAE
-from lvae.training import evaluation_inputs, test_elbo
+from lvae.model import HierarchicalModel, ModelOutput
+from lvae.training import evaluation_inputs, split_elbo
 
 ACTIVE_THRESHOLD = 0.01
 CHUNK_FLOATS = 2**20  # largest activation of one top-down pass: 4 MB in float32
@@ -40,21 +40,19 @@ CHUNK_FLOATS = 2**20  # largest activation of one top-down pass: 4 MB in float32
 # ----------------------------------------------------------------------------- importance weighting
 
 
-def log_weight(out: LadderOutput, x: Tensor, likelihood: str, output_variance: float = 0.5) -> Tensor:
-    """log p(x, z) - log q(z | x) for the z of one top-down pass: (B,).
-
-    Deterministic layers (a vanilla VAE's lower rungs) hold no latent and add nothing.
-    """
-    lw = log_likelihood(out.x_logits, x, likelihood, output_variance)
-    for q, p, z in zip(out.posteriors, out.priors, out.samples):
-        if q is not None:
-            lw = lw + p.log_prob(z) - q.log_prob(z)
+def log_weight(out: ModelOutput, x: Tensor, likelihood: str, output_variance: float = 0.5) -> Tensor:
+    """log p(x, z) - log q(z | x) for the z of one pass: (B * R,) for R draws per image of x (B, ...)."""
+    repeats = len(out.x_logits) // len(x)
+    logits = out.x_logits.view(len(x), repeats, *x.shape[1:])
+    lw = log_likelihood(logits.flatten(0, 1), x.unsqueeze(1).expand_as(logits).flatten(0, 1), likelihood, output_variance)
+    for layer in out.latents:
+        lw = lw + layer.p.log_prob(layer.z) - layer.q.log_prob(layer.z)
     return lw
 
 
 @torch.no_grad()
-def auto_chunk(model: LadderVAE, x: Tensor) -> int:
-    """Rows per top-down pass so that its largest activation stays near 4 MB.
+def auto_chunk(model: HierarchicalModel, x: Tensor) -> int:
+    """Rows per pass so that its largest activation stays near 4 MB.
 
     Measured on this machine (2 cores): a conv decoder at 4096 rows spends most of its
     time in page faults for fresh 100 MB buffers; at ~100-250 rows it runs 3-4x faster,
@@ -69,30 +67,28 @@ def auto_chunk(model: LadderVAE, x: Tensor) -> int:
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     try:
-        model.top_down(model.bottom_up(x[:1]))
+        model(x[:1])
     finally:
         for h in handles:
             h.remove()
     return max(16, CHUNK_FLOATS // max(1, largest))
 
 
-def _expand(encoder: list[Gaussian | None], k: int) -> list[Gaussian | None]:
-    return [None if g is None else g.expand(k) for g in encoder]
-
-
 @torch.no_grad()
-def importance_log_weights(model: LadderVAE, x: Tensor, k: int, likelihood: str, output_variance: float = 0.5,
+def importance_log_weights(model: HierarchicalModel, x: Tensor, k: int, likelihood: str, output_variance: float = 0.5,
                            chunk: int | None = None) -> Tensor:
-    """K log-weights per image: (B, K) float64. One bottom-up pass, about B*K/chunk top-down passes."""
+    """K log-weights per image: (B, K) float64, in passes of about `chunk` rows.
+
+    Each pass runs the model's deterministic part once per image and draws its noise
+    several times (`model(x, repeats=n)`), whatever the inference scheme.
+    """
     chunk = chunk or auto_chunk(model, x)
-    encoder = model.bottom_up(x)
     b = len(x)
-    per_pass = max(1, chunk // b)  # samples per image in one top-down pass
+    per_pass = max(1, chunk // b)  # samples per image in one pass
     cols = []
     for start in range(0, k, per_pass):
         n = min(per_pass, k - start)
-        out = model.top_down(_expand(encoder, n))
-        lw = log_weight(out, x.repeat_interleave(n, 0), likelihood, output_variance)
+        lw = log_weight(model(x, repeats=n), x, likelihood, output_variance)
         cols.append(lw.view(b, n).double())
     return torch.cat(cols, 1)
 
@@ -109,7 +105,7 @@ class IWEstimate:
 
 
 @torch.no_grad()
-def iw_log_likelihood(model: LadderVAE, x_all: Tensor, k: int, likelihood: str, output_variance: float = 0.5,
+def iw_log_likelihood(model: HierarchicalModel, x_all: Tensor, k: int, likelihood: str, output_variance: float = 0.5,
                       chunk: int | None = None, progress: bool = False) -> IWEstimate:
     """The importance-weighted estimate of log p(x) over a whole split, in nats per image."""
     if k < 1:
@@ -138,44 +134,59 @@ def iw_log_likelihood(model: LadderVAE, x_all: Tensor, k: int, likelihood: str, 
 
 
 @torch.no_grad()
-def posterior_means(model: LadderVAE, x: Tensor, samples: int = 10) -> list[Tensor | None]:
-    """E_q[z_k | x] per layer, flattened: (B, D_k), or None for a deterministic layer.
+def posterior_mean_pairs(model: HierarchicalModel, x: Tensor, samples: int = 10) -> list[tuple[Tensor, Tensor]]:
+    """Two independent estimates of E_q[z_k | x] per stochastic layer: ((B, D_k), (B, D_k)) each.
 
-    The top layer's mean is the encoder's. Below it q(z_k | .) depends on the sampled
-    layers above, so its mean is averaged over `samples` top-down passes (Rao-Blackwellised:
-    the merged Gaussian's mean, not a draw).
+    Below the ladder's top (and everywhere in the hierarchical VAE) q(z_k | .) depends on
+    sampled layers, so E_q[z_k | x] is a Monte Carlo mean of the posterior means over
+    `samples` passes (Rao-Blackwellised: q's mean, not a draw), split into two halves.
     """
-    encoder = model.bottom_up(x)
-    sums: list[Tensor | None] = [None] * model.depth
-    for _ in range(samples):
-        out = model.top_down(encoder)
-        for k, q in enumerate(out.posteriors):
-            if q is not None:
-                m = q.mu.flatten(1)
-                sums[k] = m if sums[k] is None else sums[k] + m
-    return [None if s is None else s / samples for s in sums]
+    if samples < 2:
+        raise ValueError(f"active units need at least 2 samples per image (two independent means), got {samples}")
+    half = samples // 2
+    out = model(x, repeats=2 * half)
+    pairs = []
+    for layer in out.latents:
+        mu = layer.q.mu.flatten(1).view(len(x), 2 * half, -1)  # (B, 2*half, D)
+        pairs.append((mu[:, :half].mean(1), mu[:, half:].mean(1)))
+    return pairs
+
+
+def unbiased_activity(m1: Tensor, m2: Tensor) -> Tensor:
+    """Cov_x(m1, m2) per unit, with N - 1 in the denominator: (D,).
+
+    m1 and m2 are independent, unbiased estimates of the same mean mu(x), so their
+    covariance over x is Var_x(mu(x)) exactly in expectation; the variance of one noisy
+    estimate would add its Monte Carlo noise and read inactive units as active.
+    """
+    n = len(m1)
+    return ((m1 - m1.mean(0)) * (m2 - m2.mean(0))).sum(0) / max(1, n - 1)
 
 
 @torch.no_grad()
-def active_units(model: LadderVAE, x_all: Tensor, threshold: float = ACTIVE_THRESHOLD, samples: int = 10,
-                 batch_size: int = 1000) -> tuple[list[int], list[int], list[Tensor | None]]:
+def active_units(model: HierarchicalModel, x_all: Tensor, threshold: float = ACTIVE_THRESHOLD, samples: int = 10,
+                 batch_size: int = 1000) -> tuple[list[int], list[int], list[Tensor]]:
     """Burda et al.'s activity A_u = Cov_x(E_q[u | x]); a unit is active if A_u > threshold.
 
-    Returns (active count per layer, units per layer, A_u per layer), bottom first; a
-    deterministic layer counts 0 of 0 and has None.
+    Returns (active count, units, A_u) per stochastic layer, bottom first; A_u is the
+    unbiased two-estimate covariance (`unbiased_activity`).
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    per_layer: list[list[Tensor]] = [[] for _ in range(model.depth)]
+    firsts: list[list[Tensor]] = []
+    seconds: list[list[Tensor]] = []
     for i in range(0, len(x_all), batch_size):
-        for k, m in enumerate(posterior_means(model, x_all[i : i + batch_size].to(device), samples)):
-            if m is not None:
-                per_layer[k].append(m.double().cpu())
+        pairs = posterior_mean_pairs(model, x_all[i : i + batch_size].to(device), samples)
+        if not firsts:
+            firsts, seconds = [[] for _ in pairs], [[] for _ in pairs]
+        for k, (m1, m2) in enumerate(pairs):
+            firsts[k].append(m1.double().cpu())
+            seconds[k].append(m2.double().cpu())
     model.train(was_training)
-    activity = [torch.cat(ms).var(0) if ms else None for ms in per_layer]
-    active = [0 if a is None else int((a > threshold).sum()) for a in activity]
-    units = [0 if a is None else len(a) for a in activity]
+    activity = [unbiased_activity(torch.cat(a), torch.cat(b)) for a, b in zip(firsts, seconds)]
+    active = [int((a > threshold).sum()) for a in activity]
+    units = [len(a) for a in activity]
     return active, units, activity
 
 
@@ -183,7 +194,7 @@ def active_units(model: LadderVAE, x_all: Tensor, threshold: float = ACTIVE_THRE
 
 
 @torch.no_grad()
-def sample_quality(model: LadderVAE, reference: Tensor, n: int = 10000, temperature: float = 1.0,
+def sample_quality(model: HierarchicalModel, reference: Tensor, n: int = 10000, temperature: float = 1.0,
                    batch_size: int = 1000) -> dict[str, Any]:
     """Class histogram of `n` prior samples, its KL to uniform, and FID_MNIST against `reference` images."""
     judge = load_classifier()
@@ -202,14 +213,14 @@ def sample_quality(model: LadderVAE, reference: Tensor, n: int = 10000, temperat
 # ----------------------------------------------------------------------------- a whole run
 
 
-def evaluate_model(model: LadderVAE, x_eval: Tensor, reference: Tensor, likelihood: str, output_variance: float = 0.5,
+def evaluate_model(model: HierarchicalModel, x_eval: Tensor, reference: Tensor, likelihood: str, output_variance: float = 0.5,
                    iw_samples: int = 1000, chunk: int | None = None, prior_samples: int = 10000, seed: int = 0,
                    progress: bool = False) -> dict[str, Any]:
     """All metrics for one model on one split. `x_eval` is what the likelihood scores
     (fixed binarization for Bernoulli), `reference` the continuous images FID compares with."""
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    elbo = test_elbo(model, x_eval, likelihood, output_variance)
+    elbo = split_elbo(model, x_eval, likelihood, output_variance)
     iw = iw_log_likelihood(model, x_eval, iw_samples, likelihood, output_variance, chunk, progress)
     active, units, _ = active_units(model, x_eval)
     result: dict[str, Any] = {
@@ -219,6 +230,8 @@ def evaluate_model(model: LadderVAE, x_eval: Tensor, reference: Tensor, likeliho
         "nll_stderr": iw.stderr,
         "iw_samples": iw.iw_samples,
         "kl_per_layer": elbo["kl"],
+        "kl_units": elbo["kl_units"],
+        "latent_layers": model.latent_layers,
         "layer_order": "bottom first",
         "active_units": active,
         "latent_units": units,

@@ -33,10 +33,13 @@ class Gaussian:
         """Reparameterised draw: mu + T * sigma * eps, differentiable in mu and logvar."""
         return self.mu + temperature * self.std * torch.randn_like(self.mu)
 
+    def log_density(self, z: Tensor) -> Tensor:
+        """log N(z; mu, sigma^2) elementwise, same shape as z."""
+        return -0.5 * (LOG_2PI + self.logvar + (z - self.mu) ** 2 * torch.exp(-self.logvar))
+
     def log_prob(self, z: Tensor) -> Tensor:
         """log N(z; mu, sigma^2) summed over all but the batch dimension -> (B,)."""
-        lp = -0.5 * (LOG_2PI + self.logvar + (z - self.mu) ** 2 * torch.exp(-self.logvar))
-        return lp.flatten(1).sum(1)
+        return self.log_density(z).flatten(1).sum(1)
 
     def kl(self, other: "Gaussian") -> Tensor:
         """Analytic KL(self || other), summed over all but the batch dimension -> (B,)."""

@@ -5,9 +5,9 @@ KL modes
   KL(q(z_L | x) || N(0, I)) at the top. recon - sum(KL) is the ladder's ELBO, a true
   lower bound on log p(x) (Sønderby et al., eq. 14). Use it for anything reported as
   a likelihood.
-- "seed": the original author's variant. Below the top, the merged Gaussian is
-  pulled towards the encoder's own Gaussian, KL(q(z_k | .) || q_hat(z_k | x)); the
-  decoder's prior gets no KL gradient. This is *not* a bound on log p(x).
+- "seed": the original author's variant, for the ladder only. Below the top, the merged
+  Gaussian is pulled towards the encoder's own Gaussian, KL(q(z_k | .) || q_hat(z_k | x));
+  the decoder's prior gets no KL gradient. This is *not* a bound on log p(x).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lvae.latents import LOG_2PI
-from lvae.model import LadderOutput
+from lvae.latents import LOG_2PI, gaussian_kl
+from lvae.model import LatentSample, ModelOutput
 
 
 def log_likelihood(x_logits: Tensor, x: Tensor, likelihood: str, output_variance: float = 0.5) -> Tensor:
@@ -39,20 +39,25 @@ def log_likelihood(x_logits: Tensor, x: Tensor, likelihood: str, output_variance
     raise ValueError(f"unknown likelihood {likelihood!r}")
 
 
-def kl_per_layer(out: LadderOutput, mode: str = "paper") -> list[Tensor]:
-    """KL of each stochastic layer, bottom first, each (B,). Deterministic layers give zeros."""
-    kls = []
-    top = len(out.priors) - 1
-    for k, (q, p, q_hat) in enumerate(zip(out.posteriors, out.priors, out.encoder)):
-        if q is None:
-            kls.append(torch.zeros(out.x_logits.shape[0], device=out.x_logits.device))
-        elif mode == "paper" or k == top:
-            kls.append(q.kl(p))
-        elif mode == "seed":
-            kls.append(q.kl(q_hat))
-        else:
-            raise ValueError(f"unknown kl_mode {mode!r}; choose 'paper' or 'seed'")
-    return kls
+def kl_per_unit(layer: LatentSample, mode: str = "paper") -> Tensor:
+    """KL of one stochastic layer, unit by unit: (B, *latent_shape).
+
+    paper: KL(q || p), in closed form where the layer allows it, else the one-sample
+    estimate log q(z) - log p(z) (unbiased: see `LatentSample.closed_form_kl`).
+    seed:  KL(q || q_hat), the merged posterior against the encoder's own Gaussian.
+    """
+    if mode == "seed":
+        return gaussian_kl(layer.q.mu, layer.q.logvar, layer.q_hat.mu, layer.q_hat.logvar)
+    if mode != "paper":
+        raise ValueError(f"unknown kl_mode {mode!r}; choose 'paper' or 'seed'")
+    if layer.closed_form_kl:
+        return gaussian_kl(layer.q.mu, layer.q.logvar, layer.p.mu, layer.p.logvar)
+    return layer.q.log_density(layer.z) - layer.p.log_density(layer.z)
+
+
+def kl_per_layer(out: ModelOutput, mode: str = "paper") -> list[Tensor]:
+    """KL of each stochastic layer (`out.latents`, bottom first), each (B,)."""
+    return [kl_per_unit(layer, mode).flatten(1).sum(1) for layer in out.latents]
 
 
 @dataclass
@@ -74,7 +79,7 @@ class LossTerms:
 
 
 def compute_loss(
-    out: LadderOutput,
+    out: ModelOutput,
     x: Tensor,
     likelihood: str,
     beta: float,

@@ -1,16 +1,24 @@
-"""The Ladder VAE (Sønderby et al., 2016) and a vanilla VAE built from the same trunks.
+"""Three latent-variable models on the same trunks, one inference scheme each.
 
-Layers are indexed k = 0 (next to the data) .. L-1 (top). With d_{-1} = x:
+Layers are indexed k = 0 (next to the data) .. L-1 (top). Every model shares the
+generative top-down path (`HierarchicalModel`):
 
-    bottom-up (deterministic):   d_k = up_k(d_{k-1}),    q_hat(z_k | x) = N(mu_hat_k, var_hat_k) = enc_head_k(d_k)
-    top-down (stochastic):       z_{L-1} ~ q_hat(z_{L-1} | x)
-                                 p(z_k | z_{k+1}) = prior_head_k(down_{k+1}(z_{k+1}))
-                                 q(z_k | .) = merge(q_hat_k, p_k)  (precision-weighted),   z_k ~ q(z_k | .)
-    likelihood:                  p(x | z_0) = out_head(down_0(z_0))
+    z_{L-1} ~ N(0, I),   p(z_k | z_{k+1}) = prior_head_k(down_{k+1}(z_{k+1})),   p(x | z_0) = out_head(down_0(z_0))
 
-`down_k` mirrors `up_k`: a conv block's stride-2 stages become stride-2 transposed convs,
-a dense block's widths are walked in reverse. Generation runs the top-down pass from
-N(0, I) with the priors alone; the encoder is never called.
+and differs only in how it infers the latents:
+
+- `LadderVAE` (Sønderby et al., 2016). A deterministic bottom-up pass
+  d_k = up_k(d_{k-1}) (d_{-1} = x) gives q_hat(z_k | x) = enc_head_k(d_k); the top-down
+  pass samples z_{L-1} ~ q_hat and, below it, merges q_hat with the prior into
+  q(z_k | z_{k+1}, x) (precision-weighted) and samples that.
+- `HierarchicalVAE`, the paper's baseline: the same stochastic layers inferred
+  bottom-up, q(z_0 | x) then q(z_k | z_{k-1}), each up block reading the *sample* of
+  the layer below; no merge.
+- `TopLatentVAE`: only the top layer is stochastic; below it each latent is replaced
+  by its prior mean, so the decoder is a deterministic function of z_{L-1}.
+
+`down_k` mirrors `up_k`: a conv block's stride-2 stages become stride-2 transposed
+convs, a dense block's widths are walked in reverse.
 """
 
 from __future__ import annotations
@@ -86,45 +94,67 @@ class OutputHead(nn.Module):
         return self.net(h)
 
 
-@dataclass
-class LadderOutput:
-    """Everything one pass produces; lists are indexed by layer, bottom (k = 0) first.
+# ----------------------------------------------------------------------------- one pass
 
-    `posteriors[k]` is q(z_k | .) (merged below the top), `priors[k]` is p(z_k | z_{k+1})
-    (N(0, I) at the top), `encoder[k]` is the bottom-up q_hat(z_k | x). A vanilla VAE's
-    deterministic layers hold None in `posteriors` and `encoder`.
+
+@dataclass
+class LatentSample:
+    """One stochastic layer of one pass: its posterior q, its prior p and the draw z ~ q.
+
+    `q_hat` is the encoder's own Gaussian: the ladder's bottom-up q_hat(z_k | x) (which
+    the merge turns into q); for the other models it is q itself. `closed_form_kl`
+    says whether KL(q || p) may be taken analytically: not when p was computed from
+    layers sampled *after* z (the hierarchical VAE's priors depend on z_{k+1}, which
+    was drawn from q(z_{k+1} | z_k)); then the KL is estimated by log q(z) - log p(z).
     """
 
+    layer: int
+    q: Gaussian
+    p: Gaussian
+    z: Tensor
+    q_hat: Gaussian
+    closed_form_kl: bool = True
+
+
+@dataclass
+class ModelOutput:
+    """Everything one pass produces: the likelihood's logits and each stochastic layer, bottom first."""
+
     x_logits: Tensor  # (B, C, H, W)
-    posteriors: list[Gaussian | None]
-    priors: list[Gaussian]
-    encoder: list[Gaussian | None]
-    samples: list[Tensor]
+    latents: list[LatentSample]
 
     @property
     def x_mean(self) -> Tensor:
         return torch.sigmoid(self.x_logits)
 
 
-class LadderVAE(nn.Module):
-    """A ladder of L >= 1 stochastic layers, conv (spatial) or dense, from a ModelConfig."""
+# ----------------------------------------------------------------------------- the shared generative path
 
-    def __init__(self, config: ModelConfig, stochastic: list[bool] | None = None):
+
+class HierarchicalModel(nn.Module):
+    """Trunks and the generative path that every model shares; subclasses say how to infer.
+
+    `stochastic[k]` says whether rung k has a latent. `up_inputs(k)` is what up_k reads:
+    the features of the rung below (ladder, top-latent VAE) or its latent sample
+    (hierarchical VAE).
+    """
+
+    reads_samples = False  # whether up_k reads z_{k-1} rather than d_{k-1}
+
+    def __init__(self, config: ModelConfig, stochastic: list[bool]):
         super().__init__()
         self.config = config
-        L = config.depth
-        self.stochastic = stochastic if stochastic is not None else [True] * L
-        shape: tuple[int, ...] = tuple(config.image_shape)
-        feature_shapes = [shape]  # d_{-1} = x, d_0, ..., d_{L-1}
+        self.stochastic = list(stochastic)
         self.latent_shapes: list[tuple[int, ...]] = []
+        shape: tuple[int, ...] = tuple(config.image_shape)
         up, enc = [], []
         for k, spec in enumerate(config.layers):
-            block, shape = _up_block(spec, shape, config.batch_norm)
-            latent_shape = (spec.latent, *shape[1:]) if spec.kind == "conv" else (spec.latent,)
+            block, features = _up_block(spec, shape, config.batch_norm)
+            latent_shape = (spec.latent, *features[1:]) if spec.kind == "conv" else (spec.latent,)
             up.append(block)
-            enc.append(GaussianHead(shape, latent_shape, config.var_floor) if self.stochastic[k] else nn.Identity())
-            feature_shapes.append(shape)
+            enc.append(GaussianHead(features, latent_shape, config.var_floor) if self.stochastic[k] else nn.Identity())
             self.latent_shapes.append(latent_shape)
+            shape = latent_shape if self.reads_samples else features
         self.up = nn.ModuleList(up)
         self.enc_heads = nn.ModuleList(enc)
 
@@ -143,15 +173,10 @@ class LadderVAE(nn.Module):
     def depth(self) -> int:
         return self.config.depth
 
-    # ------------------------------------------------------------------ passes
-
-    def bottom_up(self, x: Tensor) -> list[Gaussian | None]:
-        """Deterministic pass: every encoder (mu, logvar), bottom first. No sampling."""
-        h, out = x, []
-        for k, block in enumerate(self.up):
-            h = block(h)
-            out.append(self.enc_heads[k](h) if self.stochastic[k] else None)
-        return out
+    @property
+    def latent_layers(self) -> list[int]:
+        """The rungs that hold a latent, bottom first: what `ModelOutput.latents` lists."""
+        return [k for k, stochastic in enumerate(self.stochastic) if stochastic]
 
     def prior(self, k: int, z_above: Tensor) -> Gaussian:
         """p(z_k | z_{k+1}) for k < L-1."""
@@ -161,29 +186,10 @@ class LadderVAE(nn.Module):
         """Logits of p(x | z_0): (B, C, H, W)."""
         return self.out_head(self.down[0](z0))
 
-    def top_down(self, encoder: list[Gaussian | None], temperature: float = 1.0) -> LadderOutput:
-        """Stochastic pass: sample the top from q_hat, then merge and sample downwards."""
-        L = self.depth
-        top = encoder[-1]
-        assert top is not None
-        posteriors: list[Gaussian | None] = [None] * L
-        priors: list[Gaussian] = [None] * L  # type: ignore[list-item]
-        samples: list[Tensor] = [None] * L  # type: ignore[list-item]
-        posteriors[-1], priors[-1] = top, Gaussian.standard(top.mu)
-        z = samples[-1] = top.sample(temperature)
-        for k in range(L - 2, -1, -1):
-            p = priors[k] = self.prior(k, z)
-            q_hat = encoder[k]
-            if q_hat is None:  # deterministic layer (vanilla VAE): pass the prior mean on
-                z = p.mu
-            else:
-                q = posteriors[k] = Gaussian(*merge_gaussians(q_hat.mu, q_hat.logvar, p.mu, p.logvar))
-                z = q.sample(temperature)
-            samples[k] = z
-        return LadderOutput(self.decode(z), posteriors, priors, encoder, samples)
-
-    def forward(self, x: Tensor) -> LadderOutput:
-        return self.top_down(self.bottom_up(x))
+    def forward(self, x: Tensor, repeats: int = 1) -> ModelOutput:
+        """One pass of inference and decoding; each image's noise drawn `repeats` times
+        (rows repeat_interleave'd: (B * repeats, ...)), the deterministic part computed once."""
+        raise NotImplementedError
 
     @torch.no_grad()
     def generate(self, n: int, temperature: float = 1.0, device: torch.device | str | None = None) -> Tensor:
@@ -200,20 +206,93 @@ class LadderVAE(nn.Module):
         return self(x).x_mean
 
 
-class VanillaVAE(LadderVAE):
-    """The same trunks with one latent at the top; lower layers are deterministic.
+# ----------------------------------------------------------------------------- the three inference schemes
 
-    The decoder is the ladder's top-down path with each lower latent replaced by its
-    prior mean, so LVAE and VAE differ only in where noise enters.
+
+class LadderVAE(HierarchicalModel):
+    """The ladder: a deterministic bottom-up pass, then a top-down pass that merges."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config, [True] * config.depth)
+
+    def bottom_up(self, x: Tensor) -> list[Gaussian]:
+        """Deterministic pass: every encoder q_hat(z_k | x) = N(mu_hat, var_hat), bottom first. No sampling."""
+        h, out = x, []
+        for block, head in zip(self.up, self.enc_heads):
+            h = block(h)
+            out.append(head(h))
+        return out
+
+    def top_down(self, encoder: list[Gaussian], temperature: float = 1.0) -> ModelOutput:
+        """Stochastic pass: sample the top from q_hat, then merge with the prior and sample, downwards."""
+        top = encoder[-1]
+        z = top.sample(temperature)
+        latents = [LatentSample(self.depth - 1, top, Gaussian.standard(top.mu), z, top)]
+        for k in range(self.depth - 2, -1, -1):
+            p, q_hat = self.prior(k, z), encoder[k]
+            q = Gaussian(*merge_gaussians(q_hat.mu, q_hat.logvar, p.mu, p.logvar))
+            z = q.sample(temperature)
+            latents.insert(0, LatentSample(k, q, p, z, q_hat))
+        return ModelOutput(self.decode(z), latents)
+
+    def forward(self, x: Tensor, repeats: int = 1) -> ModelOutput:
+        encoder = self.bottom_up(x)
+        return self.top_down([g.expand(repeats) for g in encoder] if repeats > 1 else encoder)
+
+
+class HierarchicalVAE(HierarchicalModel):
+    """The paper's VAE: q(z_0 | x) prod_k q(z_k | z_{k-1}), sampled bottom-up; no merge."""
+
+    reads_samples = True
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config, [True] * config.depth)
+
+    def forward(self, x: Tensor, repeats: int = 1) -> ModelOutput:
+        q = self.enc_heads[0](self.up[0](x))
+        q = q.expand(repeats) if repeats > 1 else q
+        posteriors, samples = [q], [q.sample()]
+        for k in range(1, self.depth):
+            q = self.enc_heads[k](self.up[k](samples[-1]))
+            posteriors.append(q)
+            samples.append(q.sample())
+        top = self.depth - 1
+        latents = [LatentSample(top, posteriors[top], Gaussian.standard(samples[top]), samples[top], posteriors[top])]
+        for k in range(top - 1, -1, -1):
+            p = self.prior(k, samples[k + 1])
+            latents.insert(0, LatentSample(k, posteriors[k], p, samples[k], posteriors[k], closed_form_kl=False))
+        return ModelOutput(self.decode(samples[0]), latents)
+
+
+class TopLatentVAE(HierarchicalModel):
+    """A VAE with one latent, the top rung's; the lower rungs are deterministic.
+
+    The encoder is the ladder's bottom-up trunk up to the top head; the decoder is the
+    top-down path with each lower latent replaced by its prior mean. It has the same
+    trunks as the ladder but far fewer stochastic units (16 of 408 in `seed`, 4 of 124 in
+    `paper`): a baseline for the seed's claims, not for the paper's (use HierarchicalVAE).
     """
 
     def __init__(self, config: ModelConfig):
-        super().__init__(config, stochastic=[False] * (config.depth - 1) + [True])
+        super().__init__(config, [False] * (config.depth - 1) + [True])
+
+    def forward(self, x: Tensor, repeats: int = 1) -> ModelOutput:
+        h = x
+        for block in self.up:
+            h = block(h)
+        q = self.enc_heads[-1](h)
+        q = q.expand(repeats) if repeats > 1 else q
+        z = q.sample()
+        top = LatentSample(self.depth - 1, q, Gaussian.standard(z), z, q)
+        for k in range(self.depth - 2, -1, -1):
+            z = self.prior(k, z).mu
+        return ModelOutput(self.decode(z), [top])
 
 
-def build_model(kind: str, config: ModelConfig) -> LadderVAE:
-    if kind == "lvae":
-        return LadderVAE(config)
-    if kind == "vae":
-        return VanillaVAE(config)
-    raise ValueError(f"unknown model kind {kind!r}; choose 'lvae' or 'vae'")
+MODELS: dict[str, type[HierarchicalModel]] = {"lvae": LadderVAE, "hvae": HierarchicalVAE, "top-vae": TopLatentVAE}
+
+
+def build_model(kind: str, config: ModelConfig) -> HierarchicalModel:
+    if kind not in MODELS:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(MODELS)}")
+    return MODELS[kind](config)

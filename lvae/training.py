@@ -3,7 +3,7 @@
 A run folder holds
     config.json        the RunConfig
     history.jsonl      one line per iteration: loss, recon, KL per layer (bottom first), beta, grad norm
-    epochs.jsonl       one line per epoch: test ELBO terms (paper KL, beta = 1)
+    epochs.jsonl       one line per epoch: train ELBO, test ELBO terms (paper KL, beta = 1), test KL per unit
     checkpoint.pt      the latest checkpoint, plus the last `keep_checkpoints` numbered ones
 
 Resuming is exact: beta is a function of the iteration, the data order a function of
@@ -41,8 +41,8 @@ from lvae import checkpoint as ckpt
 from lvae import distributed as dist_utils
 from lvae.config import ConfigError, RunConfig, validate
 from lvae.data import Split, binarize, fixed_binarization
-from lvae.losses import compute_loss
-from lvae.model import LadderVAE, build_model
+from lvae.losses import compute_loss, kl_per_unit, log_likelihood
+from lvae.model import HierarchicalModel, build_model
 from lvae.schedules import beta_at, lr_at
 
 # Fields a resumed run may change; anything else must match the checkpoint. Changing one
@@ -75,6 +75,7 @@ class TrainState:
     iteration: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
+    epoch_elbo_sum: float = 0.0  # training-batch ELBOs of this epoch so far (the epoch's train ELBO)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -108,23 +109,28 @@ def evaluation_inputs(split: Split, likelihood: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def test_elbo(model: LadderVAE, x_all: torch.Tensor, likelihood: str, output_variance: float = 0.5, batch_size: int = 1000) -> dict[str, Any]:
-    """ELBO terms (paper KL, beta = 1) averaged over a whole split, in nats per image."""
+def split_elbo(model: HierarchicalModel, x_all: torch.Tensor, likelihood: str, output_variance: float = 0.5,
+               batch_size: int = 1000) -> dict[str, Any]:
+    """ELBO terms (paper KL, beta = 1) averaged over a whole split, in nats per image.
+
+    `kl` is per stochastic layer (bottom first); `kl_units` the same KL unit by unit
+    (flattened), which shows where units switch off.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    recon, kls, n = 0.0, None, 0
+    recon, units, n = 0.0, None, 0
     for i in range(0, len(x_all), batch_size):
         x = x_all[i : i + batch_size].to(device)
-        terms = compute_loss(model(x), x, likelihood, beta=1.0, kl_mode="paper", output_variance=output_variance)
-        b = len(x)
-        recon += terms.recon.item() * b
-        layer = [k.item() * b for k in terms.kl]
-        kls = layer if kls is None else [a + c for a, c in zip(kls, layer)]
-        n += b
+        out = model(x)
+        recon += -log_likelihood(out.x_logits, x, likelihood, output_variance).sum().item()
+        per_unit = [kl_per_unit(layer).flatten(1).sum(0).double().cpu() for layer in out.latents]
+        units = per_unit if units is None else [a + b for a, b in zip(units, per_unit)]
+        n += len(x)
     model.train(was_training)
-    kl = [k / n for k in kls]
-    return {"elbo": -(recon / n + sum(kl)), "recon": recon / n, "kl": kl}
+    kl_units = [(u / n).tolist() for u in units]
+    kl = [sum(u) for u in kl_units]
+    return {"elbo": -(recon / n + sum(kl)), "recon": recon / n, "kl": kl, "kl_units": kl_units}
 
 
 def first_non_finite(row: dict[str, Any], grad_norm: float) -> str | None:
@@ -470,6 +476,7 @@ class Trainer:
                             _append_jsonl(self.run_dir / "history.jsonl", pending)
                         raise
                     pending.append(row)
+                    s.epoch_elbo_sum += row["elbo"]
                     s.iteration += 1
                     s.batch_in_epoch = b + 1
                     if s.iteration % 10 == 0:
@@ -483,12 +490,15 @@ class Trainer:
                         os.kill(os.getpid(), test_signal[0])
                 epoch_time = time.perf_counter() - t0
                 if self.dist.is_main:
-                    last_eval = test_elbo(self.model, self.test_x, cfg.model.likelihood, cfg.model.output_variance)
-                    _append_jsonl(self.run_dir / "epochs.jsonl", [{"epoch": s.epoch, "seconds": epoch_time, **last_eval}])
+                    last_eval = split_elbo(self.model, self.test_x, cfg.model.likelihood, cfg.model.output_variance)
+                    train_elbo = s.epoch_elbo_sum / max(1, s.batch_in_epoch)
+                    _append_jsonl(self.run_dir / "epochs.jsonl",
+                                  [{"epoch": s.epoch, "seconds": epoch_time, "train_elbo": train_elbo, **last_eval}])
                     if self.progress:
                         tqdm.write(f"epoch {s.epoch + 1}: test ELBO {last_eval['elbo']:.2f} nats "
                                    f"(recon {last_eval['recon']:.2f}, KL {[round(k, 2) for k in last_eval['kl']]}) in {epoch_time:.1f}s")
                 s.epoch += 1
                 s.batch_in_epoch = 0
+                s.epoch_elbo_sum = 0.0
         self.save(pending)
         return last_eval

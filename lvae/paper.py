@@ -1,0 +1,277 @@
+"""`python -m lvae.paper` (`make paper`): the paper's MNIST experiments from one command.
+
+Sønderby et al. (2016), MNIST: test log-likelihood against the number of stochastic
+layers for four models with the same stochastic layers, and a long-trained 5-layer pair.
+
+    depth sweep:  L = 5, 4, 3, 2, 1  x  {VAE, VAE + BN, VAE + BN + WU, LVAE + BN + WU}
+                  (the VAE is `HierarchicalVAE`; shallower models keep the bottom L rungs
+                  of the `paper` config), SWEEP epochs each, NLL with K = 100
+    headline:     5-layer VAE + BN + WU and LVAE + BN + WU, HEADLINE epochs, K = 5000
+
+Every run is one `python -m lvae train` command, then `python -m lvae evaluate`; the
+runner adds the per-epoch logs (train and test ELBO, test KL per unit) and a PCA of each
+layer's posterior samples, and writes results/paper/NAME.json. Finished runs (their JSON
+exists) are skipped; an unfinished one is resumed from its checkpoint with the same
+settings, and its JSON then lists both commands, so a resumed run is never mistaken for
+one uninterrupted command. Runs go in parallel, one thread each (`--jobs`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lvae import checkpoint as ckpt
+from lvae.config import named_config
+
+RESULTS = Path("results/paper")
+RUNS = Path("runs/paper")
+DEPTHS = (5, 4, 3, 2, 1)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One of the paper's four models: which inference, batch norm, KL warm-up."""
+
+    label: str
+    model: str
+    batch_norm: bool
+    warmup: bool
+
+
+VARIANTS = {
+    "vae": Variant("VAE", "hvae", False, False),
+    "vae-bn": Variant("VAE + BN", "hvae", True, False),
+    "vae-bn-wu": Variant("VAE + BN + WU", "hvae", True, True),
+    "lvae-bn-wu": Variant("LVAE + BN + WU", "lvae", True, True),
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    epochs: int
+    warmup_epochs: int  # beta rises 0 -> 1 linearly over these epochs (the paper config's schedule)
+    iw_samples: int
+
+
+SWEEP = Budget(epochs=50, warmup_epochs=20, iw_samples=100)
+HEADLINE = Budget(epochs=100, warmup_epochs=20, iw_samples=5000)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    group: str  # "sweep" or "headline"
+    variant: str
+    depth: int
+    budget: Budget
+
+    def train_argv(self, run_dir: Path) -> list[str]:
+        v = VARIANTS[self.variant]
+        argv = ["train", "--config", "paper", "--model", v.model, "--depth", str(self.depth),
+                "--epochs", str(self.budget.epochs), "--out", str(run_dir), "--no-progress"]
+        argv += ["--batch-norm"] if v.batch_norm else ["--no-batch-norm"]
+        argv += ["--warmup", str(self.budget.warmup_epochs)] if v.warmup else ["--beta-schedule", "constant"]
+        return argv
+
+
+def experiments(sweep: Budget = SWEEP, headline: Budget = HEADLINE) -> list[Experiment]:
+    """In the order they run: the 5-layer sweep, the headline pair, then shallower depths."""
+    sweep_at = lambda d: [Experiment(f"sweep-L{d}-{v}", "sweep", v, d, sweep) for v in VARIANTS]  # noqa: E731
+    head = [Experiment(f"headline-{v}", "headline", v, 5, headline) for v in ("vae-bn-wu", "lvae-bn-wu")]
+    return sweep_at(5) + head + [e for d in DEPTHS[1:] for e in sweep_at(d)]
+
+
+def command(argv: list[str]) -> str:
+    return "python -m lvae " + " ".join(argv)
+
+
+# ----------------------------------------------------------------------------- time estimate
+
+
+def step_seconds(exp: Experiment, steps: int = 5) -> float:
+    """Seconds per training step on one thread, measured on random binary images."""
+    from lvae.cli import build_parser, config_from_args
+    from lvae.losses import compute_loss
+    from lvae.model import build_model
+
+    cfg = config_from_args(build_parser().parse_args(exp.train_argv(Path("unused"))))
+    torch.manual_seed(0)
+    model = build_model(cfg.model_kind, cfg.model).train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    x = torch.rand(cfg.train.batch_size, *cfg.model.image_shape).bernoulli()
+    for i in range(steps + 2):
+        if i == 2:
+            t0 = time.perf_counter()
+        loss = compute_loss(model(x), x, "bernoulli", 1.0).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - t0) / steps
+
+
+def estimate_seconds(exp: Experiment, iw_seconds_per_sample: float) -> float:
+    iterations = 60000 // 256 * exp.budget.epochs
+    return iterations * step_seconds(exp) + 10000 * exp.budget.iw_samples * iw_seconds_per_sample
+
+
+def iw_seconds_per_sample() -> float:
+    """Seconds per importance sample (one thread), timed on an untrained 5-layer ladder."""
+    from lvae.evaluation import iw_log_likelihood
+    from lvae.model import build_model
+
+    model = build_model("lvae", named_config("paper").model).eval()
+    x = torch.rand(2, 1, 28, 28).bernoulli()
+    t0 = time.perf_counter()
+    iw_log_likelihood(model, x, 2000, "bernoulli")
+    return (time.perf_counter() - t0) / 4000
+
+
+# ----------------------------------------------------------------------------- one experiment
+
+
+def finished_epochs(run_dir: Path) -> int:
+    from lvae.training import read_jsonl
+
+    return len(read_jsonl(run_dir / "epochs.jsonl"))
+
+
+def run_logged(argv: list[str], log: Path, threads: int) -> str:
+    """Run `python -m lvae ARGV`, stderr to `log`; return stdout. Raise with the log's tail on failure."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with open(log, "a") as err:
+        proc = subprocess.run([sys.executable, "-m", "lvae", *argv], stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+    if proc.returncode:
+        tail = log.read_text().strip().splitlines()[-3:]
+        raise RuntimeError(f"{command(argv)} exited with {proc.returncode}: {' | '.join(tail)} (log: {log})")
+    return proc.stdout
+
+
+@torch.no_grad()
+def posterior_pca(run_dir: Path, images: int = 1000, seed: int = 0, data_root: Path | None = None) -> dict[str, Any]:
+    """2-D PCA of one posterior sample per layer for the first `images` test digits."""
+    from lvae.data import load_split
+    from lvae.training import evaluation_inputs
+
+    cfg, model = ckpt.load_run(run_dir)
+    split = load_split("mnist", "test", data_root).head(images)
+    torch.manual_seed(seed)
+    out = model(evaluation_inputs(split, cfg.model.likelihood))
+    layers = []
+    for layer in out.latents:
+        z = layer.z.flatten(1).double()
+        z = z - z.mean(0)
+        _, s, v = torch.linalg.svd(z, full_matrices=False)
+        coords = z @ v[:2].T if z.shape[1] >= 2 else torch.cat([z, torch.zeros_like(z)], 1)
+        explained = (s[:2] ** 2 / (s**2).sum()).tolist()
+        layers.append({"layer": layer.layer, "coords": [[round(a, 3), round(b, 3)] for a, b in coords.tolist()],
+                       "explained_variance": explained})
+    return {"labels": split.labels.tolist(), "layers": layers}
+
+
+def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say) -> dict[str, Any] | None:
+    """Train (or resume) and evaluate one experiment; write results/paper/NAME.json."""
+    from lvae.training import read_jsonl
+
+    out_json = results / f"{exp.name}.json"
+    if out_json.exists():
+        return None
+    run_dir = runs / exp.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    commands_file = run_dir / "commands.json"
+    commands = json.loads(commands_file.read_text()) if commands_file.exists() else []
+    log = run_dir / "log.txt"
+    if finished_epochs(run_dir) < exp.budget.epochs:
+        fresh = not (run_dir / ckpt.LATEST).exists()
+        argv = exp.train_argv(run_dir) + ["--overwrite"] if fresh else ["train", "--resume", str(run_dir), "--no-progress"]
+        commands = [] if fresh else commands
+        commands.append(command([a for a in argv if a != "--overwrite"]))
+        commands_file.write_text(json.dumps(commands) + "\n")
+        say(f"{exp.name}: {'training' if fresh else 'resuming'} ({commands[-1]})")
+        run_logged(argv, log, threads)
+    say(f"{exp.name}: evaluating with K = {exp.budget.iw_samples}")
+    result = json.loads(run_logged(["evaluate", str(run_dir), "--iw-samples", str(exp.budget.iw_samples), "--json", "--no-progress"],
+                                   log, threads))
+    epochs = read_jsonl(run_dir / "epochs.jsonl")
+    result.update(
+        name=exp.name, group=exp.group, variant=exp.variant, label=VARIANTS[exp.variant].label, depth=exp.depth,
+        epochs=exp.budget.epochs, warmup_epochs=exp.budget.warmup_epochs if VARIANTS[exp.variant].warmup else 0,
+        commands=commands, uninterrupted=len(commands) == 1,
+        train_seconds=sum(r["seconds"] for r in epochs), train_threads=threads,
+        per_epoch={key: [r.get(key) for r in epochs] for key in ("train_elbo", "elbo", "recon", "kl", "kl_units")},
+        pca=posterior_pca(run_dir),
+    )
+    results.mkdir(parents=True, exist_ok=True)
+    ckpt.write_atomic(out_json, lambda f: f.write((json.dumps(result, separators=(",", ":")) + "\n").encode()))
+    say(f"{exp.name}: NLL {result['nll']:.2f} ± {result['nll_stderr']:.2f} (K = {result['iw_samples']}), "
+        f"train {result['train_seconds'] / 60:.1f} min -> {out_json}")
+    return result
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lvae.paper", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="runs in parallel (one thread each by default)")
+    p.add_argument("--only", nargs="*", help="experiment names to run (default: all); --list shows them")
+    p.add_argument("--list", action="store_true", help="list the experiments and whether each is done")
+    p.add_argument("--runs", type=Path, default=RUNS)
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--no-estimate", action="store_true", help="skip the timing that the estimate needs")
+    a = p.parse_args(argv)
+    todo = [e for e in experiments() if not a.only or e.name in a.only]
+    if a.only and len(todo) != len(a.only):
+        unknown = sorted(set(a.only) - {e.name for e in todo})
+        print(f"error: unknown experiment(s) {unknown}; see python -m lvae.paper --list", file=sys.stderr)
+        return 2
+    pending = [e for e in todo if not (a.results / f"{e.name}.json").exists()]
+    if a.list:
+        for e in todo:
+            state = "done" if e not in pending else f"{finished_epochs(a.runs / e.name)}/{e.budget.epochs} epochs"
+            print(f"{e.name:28s} {VARIANTS[e.variant].label:16s} L={e.depth} {e.budget.epochs} epochs K={e.budget.iw_samples}: {state}")
+        return 0
+    threads = max(1, (os.cpu_count() or 1) // a.jobs)
+    print(f"{len(todo) - len(pending)} of {len(todo)} experiments done; {len(pending)} to run, {a.jobs} at a time, {threads} thread(s) each")
+    if pending and not a.no_estimate:
+        torch.set_num_threads(1)
+        per_sample = iw_seconds_per_sample()
+        total = sum(estimate_seconds(e, per_sample) * max(0.0, 1 - finished_epochs(a.runs / e.name) / e.budget.epochs) for e in pending)
+        print(f"estimate (one thread per run, measured now): {total / 3600:.1f} h of compute, "
+              f"about {total / 3600 / a.jobs:.1f} h on {a.jobs} core(s) if nothing else runs")
+    lock = threading.Lock()
+    t0 = time.time()
+
+    def say(msg: str) -> None:
+        with lock:
+            print(f"[{(time.time() - t0) / 60:6.1f} min] {msg}", flush=True)
+
+    failures = []
+
+    def one(e: Experiment) -> None:
+        try:
+            run_experiment(e, a.runs, a.results, threads, say)
+        except Exception as err:  # one failed run must not stop the others
+            failures.append(e.name)
+            say(f"{e.name}: FAILED: {err}")
+
+    with ThreadPoolExecutor(a.jobs) as pool:
+        list(pool.map(one, pending))
+    say(f"finished; {len(failures)} failed: {failures}" if failures else "finished")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
