@@ -190,6 +190,21 @@ def active_units(model: HierarchicalModel, x_all: Tensor, threshold: float = ACT
     return active, units, activity
 
 
+@torch.no_grad()
+def top_latent_kl_to_prior(model: HierarchicalModel, x_all: Tensor, batch_size: int = 1000) -> float:
+    """KL(N(m, S) || N(0, I)) for the mean m and covariance S of one top-latent draw per image:
+    how far the aggregate posterior q(z_top) is from the prior generation starts from, in nats
+    (0 when its first two moments match N(0, I))."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    z = torch.cat([model(x_all[i : i + batch_size].to(device)).latents[-1].z.flatten(1).double().cpu()
+                   for i in range(0, len(x_all), batch_size)])
+    model.train(was_training)
+    m, cov = z.mean(0), torch.cov(z.T).reshape(z.shape[1], z.shape[1])
+    return 0.5 * float(torch.trace(cov) + m @ m - z.shape[1] - torch.logdet(cov))
+
+
 # ----------------------------------------------------------------------------- samples
 
 
@@ -236,6 +251,7 @@ def evaluate_model(model: HierarchicalModel, x_eval: Tensor, reference: Tensor, 
         "active_units": active,
         "latent_units": units,
         "images": len(x_eval),
+        "top_latent_kl_to_prior": top_latent_kl_to_prior(model, x_eval),
     }
     if prior_samples > 0:
         result.update(sample_quality(model, reference, prior_samples))

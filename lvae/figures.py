@@ -37,7 +37,7 @@ from lvae import plots
 from lvae.config import BetaSchedule, ConfigError, RunConfig, paper_config, validate
 from lvae.data import DataError, Split, load_split
 from lvae.losses import compute_loss
-from lvae.model import LadderVAE, build_model
+from lvae.model import HierarchicalModel, LadderVAE, build_model
 from lvae.schedules import beta_curve
 from lvae.training import Trainer, evaluation_inputs, normalised_config, read_jsonl
 
@@ -104,7 +104,8 @@ def headline_config(model_kind: str, b: Budget) -> RunConfig:
     return config_from_args(build_parser().parse_args(argv))
 
 
-HEADLINE = {"LVAE": "seed-lvae", "VAE": "seed-vae"}
+# The seed comparison: the ladder against a VAE with one latent (the top rung's) on the same trunks.
+HEADLINE = {"LVAE": "seed-lvae", "top-latent VAE": "seed-vae"}
 
 
 def warmup_base(b: Budget) -> RunConfig:
@@ -282,6 +283,18 @@ class RunSummary:
         return RunConfig.from_dict(self.config)
 
     @property
+    def latent_layers(self) -> list[int]:
+        """The rungs that hold a latent: per-latent lists (`kl`, `active_units`) follow this order."""
+        return [k for k, stochastic in enumerate(self.stochastic) if stochastic]
+
+    def per_rung(self, values: list[Any]) -> list[Any]:
+        """A per-latent list spread over every rung, None where the rung is deterministic."""
+        spread: list[Any] = [None] * len(self.stochastic)
+        for k, v in zip(self.latent_layers, values):
+            spread[k] = v
+        return spread
+
+    @property
     def schedule(self) -> BetaSchedule:
         return self.run_config.objective.beta
 
@@ -379,7 +392,7 @@ class Results:
         self.results_dir = Path(results_dir)
         self.data_root = data_root
         self.progress = progress
-        self._models: dict[str, LadderVAE] = {}
+        self._models: dict[str, HierarchicalModel] = {}
 
     @cached_property
     def data(self) -> Data:
@@ -405,7 +418,7 @@ class Results:
         s.save(self._summary_paths(name)[0])
         return s
 
-    def model(self, cfg: RunConfig, name: str) -> LadderVAE:
+    def model(self, cfg: RunConfig, name: str) -> HierarchicalModel:
         """The trained model of run `name` in eval mode: the committed results/<name>.pt (lvae.results) if it was
         made with `cfg`, else the run folder (trained first if missing)."""
         committed = self.results_dir / f"{name}.pt"
@@ -421,16 +434,16 @@ class Results:
     # -------------------------------------------------------------- the two studies
 
     def headline_configs(self) -> dict[str, RunConfig]:
-        return {label: headline_config(kind, self.budget) for label, kind in (("LVAE", "lvae"), ("VAE", "vae"))}
+        return {label: headline_config(kind, self.budget) for label, kind in (("LVAE", "lvae"), ("top-latent VAE", "top-vae"))}
 
-    def headline_model(self, label: str) -> LadderVAE:
-        """'LVAE' or 'VAE': the seed model's trained weights, loaded once."""
+    def headline_model(self, label: str) -> HierarchicalModel:
+        """'LVAE' or 'top-latent VAE': the seed model's trained weights, loaded once."""
         if label not in self._models:
             self._models[label] = self.model(self.headline_configs()[label], HEADLINE[label])
         return self._models[label]
 
     @property
-    def headline_models(self) -> dict[str, LadderVAE]:
+    def headline_models(self) -> dict[str, HierarchicalModel]:
         return {label: self.headline_model(label) for label in HEADLINE}
 
     @cached_property
@@ -460,32 +473,32 @@ class Results:
 
 
 @torch.no_grad()
-def top_latent_codes(model: LadderVAE, x: torch.Tensor, seed: int = SEED) -> torch.Tensor:
+def top_latent_codes(model: HierarchicalModel, x: torch.Tensor, seed: int = SEED) -> torch.Tensor:
     """One draw z_top ~ q(z_top | x) per image: (N, D), samples of the aggregate posterior."""
     torch.manual_seed(seed)
-    return model.bottom_up(x)[-1].sample().flatten(1)
+    return model(x).latents[-1].z.flatten(1)
 
 
 @torch.no_grad()
-def samples(model: LadderVAE, n: int = 64, temperature: float = 1.0, seed: int = SEED) -> torch.Tensor:
+def samples(model: HierarchicalModel, n: int = 64, temperature: float = 1.0, seed: int = SEED) -> torch.Tensor:
     torch.manual_seed(seed)
     return model.generate(n, temperature)
 
 
 @torch.no_grad()
-def reconstructions(model: LadderVAE, x: torch.Tensor, seed: int = SEED) -> torch.Tensor:
+def reconstructions(model: HierarchicalModel, x: torch.Tensor, seed: int = SEED) -> torch.Tensor:
     torch.manual_seed(seed)
     return model.reconstruct(x)
 
 
 @torch.no_grad()
-def merge_view(model: LadderVAE, x: torch.Tensor, layer: int = 0, seed: int = SEED) -> dict[str, torch.Tensor]:
+def merge_view(model: HierarchicalModel, x: torch.Tensor, layer: int = 0, seed: int = SEED) -> dict[str, torch.Tensor]:
     """Encoder, decoder prior and merged Gaussians of `layer` for a batch, flattened to (B, D) each."""
     torch.manual_seed(seed)
     out = model(x)
-    q_hat, p, q = out.encoder[layer], out.priors[layer], out.posteriors[layer]
-    if q is None or q_hat is None or layer == model.depth - 1:
-        raise ConfigError(f"layer {layer} has no merge: choose a stochastic layer below the top (0..{model.depth - 2})")
+    if not isinstance(model, LadderVAE) or not 0 <= layer < model.depth - 1:
+        raise ConfigError(f"layer {layer} has no merge: choose a ladder layer below the top (0..{model.depth - 2})")
+    q_hat, p, q = out.latents[layer].q_hat, out.latents[layer].p, out.latents[layer].q
     flat = lambda t: t.flatten(1)  # noqa: E731
     return {"mu_q": flat(q_hat.mu), "logvar_q": flat(q_hat.logvar), "mu_p": flat(p.mu), "logvar_p": flat(p.logvar),
             "mu": flat(q.mu), "logvar": flat(q.logvar)}
@@ -507,7 +520,7 @@ def illustrative_units(view: dict[str, torch.Tensor], image: int = 0, weights: t
     return units
 
 
-def class_histograms(models: dict[str, LadderVAE], n: int, seed: int = SEED) -> dict[str, list[float]]:
+def class_histograms(models: dict[str, HierarchicalModel], n: int, seed: int = SEED) -> dict[str, list[float]]:
     """Fraction of `n` prior samples per digit, by the shipped classifier (lvae.classifier)."""
     from lvae.classifier import class_histogram, load_classifier, predict
 
@@ -515,7 +528,7 @@ def class_histograms(models: dict[str, LadderVAE], n: int, seed: int = SEED) -> 
     return {name: class_histogram(predict(judge, samples(m, n, seed=seed))).tolist() for name, m in models.items()}
 
 
-def layer_table(model: LadderVAE, gaussians: list[Any]) -> "Any":
+def layer_table(model: HierarchicalModel, gaussians: list[Any]) -> "Any":
     """One row per layer (bottom first): kind, latent shape, units, and the Gaussians' average μ and σ².
 
     `gaussians` is any per-layer list of a pass (`bottom_up`, `.priors`, `.posteriors`); None rows
@@ -543,10 +556,10 @@ def summary_table(summaries: dict[str, RunSummary]) -> "Any":
     rows = []
     for name, s in summaries.items():
         last = s.epochs[-1]
-        active = s.active_units[-1] if s.active_units else [None] * len(s.latent_sizes)
+        active = s.active_units[-1] if s.active_units else []
         rows.append({"run": name, "test ELBO": round(last["elbo"], 2), "recon": round(last["recon"], 2),
                      "KL per layer": [round(k, 2) for k in last["kl"]],
-                     "active units": [f"{a}/{n}" if st else "det." for a, n, st in zip(active, s.latent_sizes, s.stochastic)]})
+                     "active units": [f"{a}/{n}" if a is not None else "det." for a, n in zip(s.per_rung(active), s.latent_sizes)]})
     return pd.DataFrame(rows).set_index("run")
 
 
@@ -590,8 +603,7 @@ def fig_active_units(r: Results) -> Figure:
     summaries = r.headline_summaries
     counts = {}
     for name, s in summaries.items():
-        last = s.active_units[-1]
-        counts[name] = [c if stoch else None for c, stoch in zip(last, s.stochastic)]
+        counts[name] = s.per_rung(s.active_units[-1])
     sizes = next(iter(summaries.values())).latent_sizes
     return plots.active_units(counts, sizes)
 
@@ -642,27 +654,49 @@ class SkipFigure(Exception):
     """A figure whose data come only from long runs that are not there (the message says which)."""
 
 
-PAPER = {"LVAE": "paper-lvae", "VAE": "paper-vae"}
+def _paper_pair(r: Results) -> tuple[dict[str, dict[str, Any]], str]:
+    from lvae import paper
+
+    pair, what = paper.comparison_pair(paper.load_results(r.results_dir / "paper"))
+    if not pair:
+        raise SkipFigure(f"needs the 5-layer VAE and LVAE in {r.results_dir / 'paper'} (make paper)")
+    return pair, what
 
 
-def fig_paper_layers(r: Results) -> Figure:
-    """The paper's five-layer model, LVAE against VAE, from the committed results/paper-*.json (100+ epochs:
-    too long to train here, so a missing result skips this figure instead)."""
-    metrics, curves = {}, {}
-    for label, name in PAPER.items():
-        path = r.results_dir / f"{name}.json"
-        if path.is_file():
-            metrics[label] = json.loads(path.read_text())
-            curve = r.results_dir / f"{name}-curve.json"
-            if curve.is_file():
-                points = json.loads(curve.read_text())["points"]
-                curves[label] = ([p["epoch"] for p in points], [p["nll"] for p in points])
-    if not metrics:
-        raise SkipFigure(f"needs {r.results_dir / 'paper-lvae.json'} and/or paper-vae.json "
-                         f"(python -m lvae.results save runs/paper-lvae paper-lvae ...)")
-    epochs = {label: m.get("training", {}).get("epochs") for label, m in metrics.items()}
-    title = "The paper's five-layer model: " + ", ".join(f"{label} ({e} epochs)" for label, e in epochs.items())
-    return plots.layer_comparison(metrics, curves or None, title)
+def fig_paper_depth(r: Results) -> Figure:
+    from lvae import paper
+
+    points = paper.depth_points(paper.load_results(r.results_dir / "paper"))
+    if not points:
+        raise SkipFigure(f"needs depth-sweep results in {r.results_dir / 'paper'} (make paper)")
+    done, total = sum(len(p) for p in points.values()), len(paper.DEPTHS) * len(paper.VARIANTS)
+    status = "" if done == total else f" — partial: {done} of {total} runs"
+    return plots.nll_vs_depth(points, f"Test NLL against depth ({paper.SWEEP.epochs} epochs, K = {paper.SWEEP.iw_samples}){status}")
+
+
+def fig_paper_elbo(r: Results) -> Figure:
+    pair, what = _paper_pair(r)
+    curves = {label: {"train": m["per_epoch"]["train_elbo"], "test": m["per_epoch"]["elbo"]} for label, m in pair.items()}
+    return plots.elbo_curves(curves, f"Train and test ELBO per epoch, {what}")
+
+
+def fig_paper_kl_units(r: Results) -> Figure:
+    pair, what = _paper_pair(r)
+    return plots.kl_unit_heatmaps({label: m["per_epoch"]["kl_units"] for label, m in pair.items()}, f"KL per latent unit, {what}")
+
+
+def fig_paper_active_units(r: Results) -> Figure:
+    pair, what = _paper_pair(r)
+    sizes = next(iter(pair.values()))["latent_units"]
+    fig = plots.active_units({label: m["active_units"] for label, m in pair.items()}, sizes)
+    fig.suptitle(f"Active units per layer, {what}")
+    return fig
+
+
+def fig_paper_pca(r: Results) -> Figure:
+    pair, what = _paper_pair(r)
+    return plots.posterior_pca({label: m["pca"] for label, m in pair.items()},
+                               f"One posterior sample per test digit, first two principal components, {what}")
 
 
 # name -> (what it shows, how it is drawn); the README lists them in this order.
@@ -674,7 +708,11 @@ FIGURES: dict[str, tuple[str, Callable[[Results], Figure]]] = {
     "kl_per_layer.png": ("KL of each layer over training and at the end (test set), LVAE and VAE.", fig_kl_per_layer),
     "active_units.png": ("Active units per layer (Cov_x E_q[z_u] > 0.01) for both models.", fig_active_units),
     "likelihood.png": ("Test ELBO per epoch for both models, with the final importance-weighted bound where measured.", fig_likelihood),
-    "paper_layers.png": ("The paper's five-layer model (results/paper-*.json): KL and active units per layer, NLL over training.", fig_paper_layers),
+    "paper_nll_vs_depth.png": ("The paper's depth sweep: test NLL against the number of stochastic layers, four models.", fig_paper_depth),
+    "paper_elbo_curves.png": ("Train and test ELBO per epoch, the 5-layer VAE against the LVAE.", fig_paper_elbo),
+    "paper_kl_units.png": ("log KL of every latent unit against epochs (units sorted within each layer), VAE and LVAE.", fig_paper_kl_units),
+    "paper_active_units.png": ("Active units per layer, the 5-layer VAE against the LVAE (the paper's table).", fig_paper_active_units),
+    "paper_posterior_pca.png": ("PCA of posterior samples of each layer, coloured by digit, VAE and LVAE.", fig_paper_pca),
     "warmup_schedules.png": ("The three β schedules of the warm-up study: none, per iteration, per epoch.", fig_warmup_schedules),
     "warmup_effect.png": ("What each warm-up did to the paper's five-layer ladder: reconstruction, KL per layer, active units.", fig_warmup_effect),
     "encoder_latent_maps.png": ("The deterministic bottom-up pass: mean and log-variance maps of the spatial inner latent.", fig_encoder_maps),

@@ -44,7 +44,8 @@ def kl_per_unit(layer: LatentSample, mode: str = "paper") -> Tensor:
 
     paper: KL(q || p), in closed form where the layer allows it, else the one-sample
     estimate log q(z) - log p(z) (unbiased: see `LatentSample.closed_form_kl`).
-    seed:  KL(q || q_hat), the merged posterior against the encoder's own Gaussian.
+    seed:  KL(q || q_hat), the merged posterior against the encoder's own Gaussian
+           (below the top; `kl_per_layer` takes the top against N(0, I) in both modes).
     """
     if mode == "seed":
         return gaussian_kl(layer.q.mu, layer.q.logvar, layer.q_hat.mu, layer.q_hat.logvar)
@@ -57,7 +58,8 @@ def kl_per_unit(layer: LatentSample, mode: str = "paper") -> Tensor:
 
 def kl_per_layer(out: ModelOutput, mode: str = "paper") -> list[Tensor]:
     """KL of each stochastic layer (`out.latents`, bottom first), each (B,)."""
-    return [kl_per_unit(layer, mode).flatten(1).sum(1) for layer in out.latents]
+    top = out.latents[-1]
+    return [kl_per_unit(layer, "paper" if layer is top else mode).flatten(1).sum(1) for layer in out.latents]
 
 
 @dataclass

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,10 +78,10 @@ class Experiment:
     depth: int
     budget: Budget
 
-    def train_argv(self, run_dir: Path) -> list[str]:
+    def train_argv(self, run_dir: Path, extra: tuple[str, ...] = ()) -> list[str]:
         v = VARIANTS[self.variant]
         argv = ["train", "--config", "paper", "--model", v.model, "--depth", str(self.depth),
-                "--epochs", str(self.budget.epochs), "--out", str(run_dir), "--no-progress"]
+                "--epochs", str(self.budget.epochs), "--out", str(run_dir), "--no-progress", *extra]
         argv += ["--batch-norm"] if v.batch_norm else ["--no-batch-norm"]
         argv += ["--warmup", str(self.budget.warmup_epochs)] if v.warmup else ["--beta-schedule", "constant"]
         return argv
@@ -181,8 +181,13 @@ def posterior_pca(run_dir: Path, images: int = 1000, seed: int = 0, data_root: P
     return {"labels": split.labels.tolist(), "layers": layers}
 
 
-def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say) -> dict[str, Any] | None:
-    """Train (or resume) and evaluate one experiment; write results/paper/NAME.json."""
+def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say, data_root: Path | None = None,
+                   train_extra: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """Train (or resume) and evaluate one experiment; write results/paper/NAME.json.
+
+    `data_root` and `train_extra` (e.g. --limit, --batch-size) are for smoke runs on small data.
+    """
+    data = ("--data-root", str(data_root)) if data_root else ()
     from lvae.training import read_jsonl
 
     out_json = results / f"{exp.name}.json"
@@ -195,15 +200,16 @@ def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say
     log = run_dir / "log.txt"
     if finished_epochs(run_dir) < exp.budget.epochs:
         fresh = not (run_dir / ckpt.LATEST).exists()
-        argv = exp.train_argv(run_dir) + ["--overwrite"] if fresh else ["train", "--resume", str(run_dir), "--no-progress"]
+        argv = (exp.train_argv(run_dir, (*data, *train_extra)) + ["--overwrite"] if fresh
+                else ["train", "--resume", str(run_dir), "--no-progress", *data])
         commands = [] if fresh else commands
         commands.append(command([a for a in argv if a != "--overwrite"]))
         commands_file.write_text(json.dumps(commands) + "\n")
         say(f"{exp.name}: {'training' if fresh else 'resuming'} ({commands[-1]})")
         run_logged(argv, log, threads)
     say(f"{exp.name}: evaluating with K = {exp.budget.iw_samples}")
-    result = json.loads(run_logged(["evaluate", str(run_dir), "--iw-samples", str(exp.budget.iw_samples), "--json", "--no-progress"],
-                                   log, threads))
+    result = json.loads(run_logged(["evaluate", str(run_dir), "--iw-samples", str(exp.budget.iw_samples), "--json", "--no-progress",
+                                    *data], log, threads))
     epochs = read_jsonl(run_dir / "epochs.jsonl")
     result.update(
         name=exp.name, group=exp.group, variant=exp.variant, label=VARIANTS[exp.variant].label, depth=exp.depth,
@@ -211,13 +217,42 @@ def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say
         commands=commands, uninterrupted=len(commands) == 1,
         train_seconds=sum(r["seconds"] for r in epochs), train_threads=threads,
         per_epoch={key: [r.get(key) for r in epochs] for key in ("train_elbo", "elbo", "recon", "kl", "kl_units")},
-        pca=posterior_pca(run_dir),
+        pca=posterior_pca(run_dir, data_root=data_root),
     )
     results.mkdir(parents=True, exist_ok=True)
     ckpt.write_atomic(out_json, lambda f: f.write((json.dumps(result, separators=(",", ":")) + "\n").encode()))
     say(f"{exp.name}: NLL {result['nll']:.2f} ± {result['nll_stderr']:.2f} (K = {result['iw_samples']}), "
         f"train {result['train_seconds'] / 60:.1f} min -> {out_json}")
     return result
+
+
+# ----------------------------------------------------------------------------- reading the results
+
+
+def load_results(results: Path = RESULTS) -> dict[str, dict[str, Any]]:
+    """Every finished experiment's JSON, by name."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(Path(results).glob("*.json"))}
+
+
+def depth_points(results: dict[str, dict[str, Any]]) -> dict[str, dict[int, tuple[float, float]]]:
+    """{variant label: {depth: (NLL, stderr)}} of the depth sweep, in the paper's variant order."""
+    points: dict[str, dict[int, tuple[float, float]]] = {}
+    for key, v in VARIANTS.items():
+        found = {r["depth"]: (r["nll"], r["nll_stderr"]) for r in results.values() if r["group"] == "sweep" and r["variant"] == key}
+        if found:
+            points[v.label] = found
+    return points
+
+
+def comparison_pair(results: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], str]:
+    """The 5-layer VAE + BN + WU and LVAE + BN + WU: the headline runs where both exist, else the
+    sweep's 5-layer runs; and a phrase that says which."""
+    for group, prefix in (("headline", "headline-"), ("sweep", "sweep-L5-")):
+        pair = {VARIANTS[v].label: results.get(prefix + v) for v in ("vae-bn-wu", "lvae-bn-wu")}
+        if all(pair.values()):
+            epochs = next(iter(pair.values()))["epochs"]
+            return pair, f"5 layers, {epochs} epochs ({group} runs)"  # type: ignore[return-value]
+    return {}, ""
 
 
 # ----------------------------------------------------------------------------- the command
@@ -231,8 +266,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=RUNS)
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--no-estimate", action="store_true", help="skip the timing that the estimate needs")
+    smoke = p.add_argument_group("smoke runs (a quick check of the pipeline; send them to another --results folder)")
+    smoke.add_argument("--epochs", type=int, help="every run's epochs (default: the sweep's and the headline's)")
+    smoke.add_argument("--iw-samples", type=int, help="every run's K")
+    smoke.add_argument("--data-root", type=Path)
+    smoke.add_argument("--limit", type=int, help="train on the first N images")
+    smoke.add_argument("--batch-size", type=int)
     a = p.parse_args(argv)
-    todo = [e for e in experiments() if not a.only or e.name in a.only]
+    shrink = lambda b: replace(b, epochs=a.epochs or b.epochs, warmup_epochs=min(b.warmup_epochs, a.epochs or b.epochs),  # noqa: E731
+                               iw_samples=a.iw_samples or b.iw_samples)
+    train_extra = tuple(x for flag, v in (("--limit", a.limit), ("--batch-size", a.batch_size)) if v for x in (flag, str(v)))
+    todo = [e for e in experiments(shrink(SWEEP), shrink(HEADLINE)) if not a.only or e.name in a.only]
     if a.only and len(todo) != len(a.only):
         unknown = sorted(set(a.only) - {e.name for e in todo})
         print(f"error: unknown experiment(s) {unknown}; see python -m lvae.paper --list", file=sys.stderr)
@@ -262,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def one(e: Experiment) -> None:
         try:
-            run_experiment(e, a.runs, a.results, threads, say)
+            run_experiment(e, a.runs, a.results, threads, say, a.data_root, train_extra)
         except Exception as err:  # one failed run must not stop the others
             failures.append(e.name)
             say(f"{e.name}: FAILED: {err}")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from lvae.figures import RunSummary
 
 # One colour per model, per schedule, per layer, everywhere.
-MODEL_COLORS = {"LVAE": "#1f77b4", "VAE": "#d62728"}
+MODEL_COLORS = {"LVAE": "#1f77b4", "VAE": "#d62728", "top-latent VAE": "#d62728"}
 STYLE = {"axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "font.size": 9,
          "axes.titlesize": 10, "legend.fontsize": 8, "legend.frameon": False}
 
@@ -300,20 +300,19 @@ def _grouped_bars(ax, values: Mapping[str, Sequence[float | None]], labels: Mapp
 def kl_per_layer(summaries: Mapping[str, "RunSummary"]) -> Figure:
     """KL of each layer: over training (training batches) and at the end (test set), per model.
 
-    A vanilla VAE's lower layers are deterministic: no KL, drawn as 'det.'.
+    A top-latent VAE's lower layers are deterministic: no KL, no bar.
     """
     depth = max(len(s.latent_sizes) for s in summaries.values())
     fig, axes = _figure(1, len(summaries) + 1, (3.6 * (len(summaries) + 1), 3.3))
     colors = layer_colors(depth)
     for ax, (name, s) in zip(axes[0], summaries.items()):
-        kl = np.asarray(s.kl)  # (rows, layers)
-        for k in range(kl.shape[1]):
-            if s.stochastic[k]:
-                ax.plot(_epoch_axis(s), np.maximum(kl[:, k], 1e-3), color=colors[k], lw=1.4, label=f"z{k}")
+        kl = np.asarray(s.kl)  # (rows, latent layers)
+        for i, k in enumerate(s.latent_layers):
+            ax.plot(_epoch_axis(s), np.maximum(kl[:, i], 1e-3), color=colors[k], lw=1.4, label=f"z{k}")
         ax.set_yscale("log")
         ax.set(title=f"{name}: KL per layer (training batches)", xlabel="epoch", ylabel="KL (nats, log scale)")
         ax.legend(title="layer")
-    final = {name: [k if stoch else None for k, stoch in zip(s.epochs[-1]["kl"], s.stochastic)] for name, s in summaries.items()}
+    final = {name: s.per_rung(s.epochs[-1]["kl"]) for name, s in summaries.items()}
     _grouped_bars(axes[0, -1], final, {name: [f"{k:.1f}" if k is not None else "" for k in v] for name, v in final.items()})
     axes[0, -1].set(title="KL per layer at the end (test)", ylabel="KL (nats)")
     axes[0, -1].legend()
@@ -329,7 +328,7 @@ def _active_panel(ax, counts: Mapping[str, Sequence[int | None]], sizes: Sequenc
 def active_units(counts: Mapping[str, Sequence[int | None]], sizes: Sequence[int], threshold: float = 0.01) -> Figure:
     """Active units per layer and model, as a fraction of the layer: Cov_x(E_q[z_u]) > threshold (Burda et al., 2016).
 
-    `counts[model][k]` is None where the layer is deterministic (a vanilla VAE's lower layers).
+    `counts[model][k]` is None where the layer is deterministic (a top-latent VAE's lower layers).
     """
     fig, axes = _figure(1, 1, (1.6 * len(sizes) + 3.0, 3.2))
     _active_panel(axes[0, 0], counts, sizes, threshold)
@@ -337,33 +336,92 @@ def active_units(counts: Mapping[str, Sequence[int | None]], sizes: Sequence[int
     return fig
 
 
-def layer_comparison(metrics: Mapping[str, Mapping[str, Any]], curves: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
-                     title: str | None = None, threshold: float = 0.01) -> Figure:
-    """Per model (lvae.results' JSON: kl_per_layer, active_units, latent_units, nll): KL and active
-    units per layer, and the importance-weighted NLL over training where `curves` (epochs, nll) exist.
+# ----------------------------------------------------------------------------- the paper's figures
 
-    A layer with no latent units is deterministic.
+
+PAPER_COLORS = {"VAE": "#7f7f7f", "VAE + BN": "#ff7f0e", "VAE + BN + WU": "#d62728", "LVAE + BN + WU": "#1f77b4"}
+
+
+def nll_vs_depth(points: Mapping[str, Mapping[int, tuple[float, float]]], title: str) -> Figure:
+    """The paper's figure 3: test NLL (IW bound) against the number of stochastic layers.
+
+    `points[variant][depth] = (nll, stderr)`; a missing depth is simply not drawn.
     """
-    ncols = 3 if curves else 2
-    fig, axes = _figure(1, ncols, (4.4 * ncols, 3.4))
-    kl = {name: [None if u == 0 else k for k, u in zip(m["kl_per_layer"], m["latent_units"])] for name, m in metrics.items()}
-    _grouped_bars(axes[0, 0], kl, {name: ["" if k is None else f"{k:.1f}" for k in v] for name, v in kl.items()})
-    axes[0, 0].set(title="KL per layer (test)", ylabel="KL (nats)")
-    axes[0, 0].legend()
-    sizes = max((m["latent_units"] for m in metrics.values()), key=sum)
-    counts = {name: [None if u == 0 else a for a, u in zip(m["active_units"], m["latent_units"])] for name, m in metrics.items()}
-    _active_panel(axes[0, 1], counts, sizes, threshold)
-    if curves:
-        from matplotlib.ticker import MaxNLocator
+    fig, axes = _figure(1, 1, (5.6, 3.8))
+    ax = axes[0, 0]
+    for i, (label, by_depth) in enumerate(points.items()):
+        depths = sorted(by_depth)
+        nll = [by_depth[d][0] for d in depths]
+        err = [2 * by_depth[d][1] for d in depths]
+        ax.errorbar(depths, nll, yerr=err, marker="o", ms=4, capsize=2, lw=1.4, color=PAPER_COLORS.get(label, f"C{i}"), label=label)
+    ax.set(xlabel="stochastic layers", ylabel="test NLL (nats, IW bound; lower is better)", title=title, xticks=[1, 2, 3, 4, 5])
+    ax.invert_yaxis()  # the paper plots log-likelihood: better is up
+    ax.legend()
+    return fig
 
-        ax = axes[0, 2]
-        for i, (name, (epochs, nll)) in enumerate(curves.items()):
-            ax.plot(epochs, nll, marker="o", ms=3, color=model_color(name, i), label=name)
-        ax.set(title="NLL over training (IW bound, test subset)", xlabel="epoch", ylabel="−log p(x), nats (lower is better)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend()
-    if title:
-        fig.suptitle(title)
+
+def elbo_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], title: str) -> Figure:
+    """Train and test ELBO per epoch, one colour per model (`curves[model] = {"train": [...], "test": [...]}`)."""
+    fig, axes = _figure(1, 1, (5.6, 3.8))
+    ax = axes[0, 0]
+    for i, (label, c) in enumerate(curves.items()):
+        color = PAPER_COLORS.get(label, f"C{i}")
+        ax.plot(np.arange(1, len(c["train"]) + 1), c["train"], color=color, lw=1.2, ls="--", label=f"{label}, train")
+        ax.plot(np.arange(1, len(c["test"]) + 1), c["test"], color=color, lw=1.6, label=f"{label}, test")
+    lows = [min(c["test"][len(c["test"]) // 5 :]) for c in curves.values()]
+    ax.set_ylim(min(lows) - 5, None)
+    ax.set(xlabel="epoch", ylabel="ELBO (nats)", title=title)
+    ax.legend()
+    return fig
+
+
+def kl_unit_heatmaps(kl_units: Mapping[str, Sequence[Sequence[Sequence[float]]]], title: str) -> Figure:
+    """log10 of each latent unit's test KL (rows, sorted within each layer by the final KL) against epochs.
+
+    `kl_units[model][epoch][layer][unit]`; white lines separate the layers, bottom layer at the top.
+    """
+    fig, axes = _figure(1, len(kl_units), (4.2 * len(kl_units) + 1.0, 4.6), sharey=True)
+    image = None
+    for ax, (label, per_epoch) in zip(axes[0], kl_units.items()):
+        rows, edges = [], [0]
+        for k in range(len(per_epoch[0])):
+            layer = np.array([epoch[k] for epoch in per_epoch]).T  # (units, epochs)
+            rows.append(layer[np.argsort(-layer[:, -1])])
+            edges.append(edges[-1] + len(layer))
+        grid = np.log10(np.maximum(np.concatenate(rows), 1e-3))
+        image = ax.imshow(grid, aspect="auto", cmap="magma", vmin=-3, vmax=1, interpolation="nearest",
+                          extent=(0.5, grid.shape[1] + 0.5, grid.shape[0], 0))
+        for e in edges[1:-1]:
+            ax.axhline(e, color="white", lw=1)
+        ax.set_yticks([(a + b) / 2 for a, b in zip(edges, edges[1:])], [f"z{k}" for k in range(len(edges) - 1)])
+        ax.grid(False)
+        ax.set(xlabel="epoch", title=label)
+    fig.colorbar(image, ax=axes[0, -1], label="log10 KL per unit (nats), test set")
+    fig.suptitle(title)
+    return fig
+
+
+def posterior_pca(pcas: Mapping[str, Mapping[str, Any]], title: str) -> Figure:
+    """Rows: models; columns: layers. Each panel: one posterior sample per test digit, first two
+    principal components, coloured by digit (`pcas[model] = {"labels": [...], "layers": [{"coords", ...}]}`)."""
+    ncols = max(len(p["layers"]) for p in pcas.values())
+    fig, axes = _figure(len(pcas), ncols, (2.3 * ncols + 1.2, 2.3 * len(pcas)))
+    palette = sns.color_palette("tab10", 10)
+    for r, (label, pca) in enumerate(pcas.items()):
+        colors = [palette[y] for y in pca["labels"]]
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_xticks([]), ax.set_yticks([])
+            if c >= len(pca["layers"]):
+                ax.set_visible(False)
+                continue
+            layer = pca["layers"][c]
+            xy = np.asarray(layer["coords"])
+            ax.scatter(xy[:, 0], xy[:, 1], c=colors, s=2, alpha=0.6, linewidths=0)
+            ax.set_title(f"{label}: z{layer['layer']} ({100 * sum(layer['explained_variance']):.0f}% var.)", fontsize=8)
+    handles = [Line2D([], [], marker="o", ls="", color=palette[d], label=str(d)) for d in range(10)]
+    fig.legend(handles=handles, loc="outside right center", title="digit")
+    fig.suptitle(title)
     return fig
 
 

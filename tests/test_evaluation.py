@@ -1,7 +1,8 @@
 """The importance-weighted bound, active units and the evaluate command, on tiny models.
 
-Exactness is checked against log p(x) computed by quadrature: a ladder with two 1-d
+Exactness is checked against log p(x) computed by quadrature: a model with two 1-d
 latents over 6 binary pixels has a marginal we can integrate on a grid to any precision.
+The ladder and the hierarchical VAE share the generative path, so one quadrature serves both.
 """
 
 import json
@@ -13,10 +14,11 @@ import torch
 from lvae.cli import main
 from lvae.config import LayerSpec, ModelConfig
 from lvae.data import fixed_binarization, synthetic_split
-from lvae.evaluation import active_units, importance_log_weights, iw_log_likelihood
+from lvae.evaluation import active_units, importance_log_weights, iw_log_likelihood, unbiased_activity
+from lvae.latents import Gaussian
 from lvae.losses import log_likelihood
-from lvae.model import LadderVAE, VanillaVAE
-from lvae.training import test_elbo as elbo_on
+from lvae.model import HierarchicalModel, HierarchicalVAE, LadderVAE, LatentSample, ModelOutput, TopLatentVAE
+from lvae.training import split_elbo
 from conftest import conv_config, dense_config
 
 
@@ -27,8 +29,8 @@ def tiny_images(n=32, seed=0):
 # ----------------------------------------------------------------------------- exactness
 
 
-def quadrature_log_px(model: LadderVAE, x: torch.Tensor) -> torch.Tensor:
-    """log p(x) of a ladder with latents z1 (top, 1-d) and z0 (1-d), by a 2-d grid sum: (B,) float64."""
+def quadrature_log_px(model: HierarchicalModel, x: torch.Tensor) -> torch.Tensor:
+    """log p(x) of a model with latents z1 (top, 1-d) and z0 (1-d), by a 2-d grid sum: (B,) float64."""
     z1 = torch.linspace(-8, 8, 641)
     z0 = torch.linspace(-14, 14, 1121)
     with torch.no_grad():
@@ -44,13 +46,13 @@ def quadrature_log_px(model: LadderVAE, x: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(joint.flatten(1), 1) + math.log((z1[1] - z1[0]).item() * (z0[1] - z0[0]).item())
 
 
-def two_latent_model() -> LadderVAE:
-    cfg = ModelConfig([LayerSpec("dense", (8,), 1), LayerSpec("dense", (8,), 1)], image_shape=(1, 2, 3), likelihood="bernoulli")
-    return LadderVAE(cfg).eval()
+TINY = ModelConfig([LayerSpec("dense", (8,), 1), LayerSpec("dense", (8,), 1)], image_shape=(1, 2, 3), likelihood="bernoulli")
 
 
-def test_iw_estimate_converges_to_the_exact_marginal():
-    model = two_latent_model()
+@pytest.mark.parametrize("kind", [LadderVAE, HierarchicalVAE])
+def test_iw_estimate_converges_to_the_exact_marginal(kind):
+    torch.manual_seed(0)
+    model = kind(TINY).eval()
     x = torch.bernoulli(torch.full((16, 1, 2, 3), 0.5))
     exact = quadrature_log_px(model, x)
     iw = iw_log_likelihood(model, x, 20000, "bernoulli", chunk=50000)
@@ -60,9 +62,23 @@ def test_iw_estimate_converges_to_the_exact_marginal():
     assert iw.elbo_mc < exact.mean().item() - 0.05 and abs(-elbo.nll - iw.elbo_mc) < 0.6  # the ELBO is clearly looser
 
 
-def test_iw_estimate_is_exact_for_a_vanilla_vae_too():
-    cfg = ModelConfig([LayerSpec("dense", (8,), 1), LayerSpec("dense", (8,), 1)], image_shape=(1, 2, 3), likelihood="bernoulli")
-    model = VanillaVAE(cfg).eval()  # one stochastic latent (the top); the lower rung passes its prior mean on
+@pytest.mark.parametrize("kind", [LadderVAE, HierarchicalVAE])
+def test_the_training_elbo_is_below_the_exact_marginal(kind):
+    """The loss's ELBO (closed-form or one-sample KL) against log p(x) by quadrature."""
+    torch.manual_seed(1)
+    model = kind(TINY).eval()
+    x = torch.bernoulli(torch.full((8, 1, 2, 3), 0.5))
+    exact = quadrature_log_px(model, x).mean().item()
+    reps = x.repeat(500, 1, 1, 1)  # 500 draws per image
+    elbo = split_elbo(model, reps, "bernoulli")["elbo"]
+    lw = importance_log_weights(model, x, 500, "bernoulli")
+    noise = lw.std(1).mean().item() / math.sqrt(len(reps))
+    assert elbo < exact - 10 * noise  # a bound, clearly below here (an untrained model)
+    assert abs(elbo - lw.mean().item()) < 5 * math.sqrt(2) * noise + 1e-3  # the same bound as E[log w]
+
+
+def test_iw_estimate_is_exact_for_a_top_latent_vae_too():
+    model = TopLatentVAE(TINY).eval()  # one stochastic latent (the top); the lower rung passes its prior mean on
     x = torch.bernoulli(torch.full((8, 1, 2, 3), 0.5))
     z = torch.linspace(-9, 9, 4001)
     with torch.no_grad():
@@ -76,20 +92,23 @@ def test_iw_estimate_is_exact_for_a_vanilla_vae_too():
 # ----------------------------------------------------------------------------- the bound in K
 
 
-@pytest.mark.parametrize("make", [lambda: LadderVAE(dense_config(3)), lambda: LadderVAE(conv_config(2, "bernoulli"))])
+@pytest.mark.parametrize("make", [lambda: LadderVAE(dense_config(3)), lambda: LadderVAE(conv_config(2, "bernoulli")),
+                                  lambda: HierarchicalVAE(dense_config(3)), lambda: HierarchicalVAE(conv_config(2, "bernoulli"))])
 def test_k_equal_one_is_the_elbo_in_expectation(make):
     model = make().eval()
     x = tiny_images(16).repeat(40, 1, 1, 1)  # 40 independent draws per image
     iw = iw_log_likelihood(model, x, 1, "bernoulli")
-    elbo = elbo_on(model, x, "bernoulli")["elbo"]
+    elbo = split_elbo(model, x, "bernoulli")["elbo"]
     # both are unbiased for the same ELBO; compare within the sampling noise of the difference
     lw = importance_log_weights(model, x[:16], 40, "bernoulli")
     noise = lw.std(1).mean().item() / math.sqrt(len(x))
     assert abs(-iw.nll - elbo) < 5 * math.sqrt(2) * noise + 1e-3
 
 
-def test_estimate_does_not_rise_with_k():
-    model = LadderVAE(dense_config(3)).eval()
+@pytest.mark.parametrize("kind", [LadderVAE, HierarchicalVAE])
+def test_estimate_does_not_rise_with_k(kind):
+    torch.manual_seed(0)
+    model = kind(dense_config(3)).eval()
     x = tiny_images(32)
     nll = {k: iw_log_likelihood(model, x, k, "bernoulli", chunk=2000).nll for k in (1, 10, 100, 1000)}
     assert nll[1] > nll[10] > nll[100] > nll[1000] - 0.05, nll  # the bound tightens as K grows
@@ -110,7 +129,37 @@ def test_chunking_changes_memory_not_the_result():
 # ----------------------------------------------------------------------------- active units
 
 
-def test_active_units_follow_the_definition():
+class KnownActivity(HierarchicalModel):
+    """A stand-in model whose posterior means are known: unit 0 copies the first pixel,
+    unit 1 is pure noise (its mean ignores x), unit 2 is constant."""
+
+    def __init__(self):
+        super().__init__(dense_config(1), [True])
+
+    def forward(self, x, repeats=1):
+        b = len(x) * repeats
+        pixel = x.flatten(1)[:, :1].repeat_interleave(repeats, 0)
+        mu = torch.cat([pixel, torch.randn(b, 1), torch.full((b, 1), 3.0)], 1)
+        q = Gaussian(mu, torch.zeros_like(mu))
+        return ModelOutput(torch.zeros(b, 1, 28, 28), [LatentSample(0, q, Gaussian.standard(mu), mu, q)])
+
+
+def test_active_units_are_unbiased_on_a_known_answer():
+    torch.manual_seed(0)
+    x = torch.rand(4000, 1, 28, 28)
+    active, units, activity = active_units(KnownActivity().eval(), x, samples=10)
+    a = activity[0]
+    # the copy reads the pixel's variance (1/12 for uniform pixels), the noise and the constant read 0
+    assert abs(a[0].item() - x[:, 0, 0, 0].double().var().item()) < 1e-9
+    assert abs(a[1].item()) < 0.01  # its std here is sqrt(2) / 10 / sqrt(4000) ~ 0.002
+    assert a[2].item() == 0.0
+    assert units == [3] and active == [1]
+    # the old estimator, the variance of one 10-sample mean, reads the noise unit's 1/10 as activity
+    noisy_mean = torch.randn(4000, 10).mean(1).double()
+    assert noisy_mean.var() > 0.05 and abs(unbiased_activity(noisy_mean, torch.randn(4000, 10).mean(1).double())) < 0.01
+
+
+def test_active_units_of_a_ladder_follow_the_definition():
     model = LadderVAE(dense_config(2)).eval()
     mu_rows = model.enc_heads[-1].net[0]  # Linear to (mu, raw var) of the top latent (12 units)
     with torch.no_grad():
@@ -121,15 +170,14 @@ def test_active_units_follow_the_definition():
     active, units, activity = active_units(model, x)
     assert units == [16, 12]
     assert active[1] == 8
-    assert torch.all(activity[1][:4] < 1e-12)
-    top_means = model.bottom_up(x)[-1].mu.double()
+    assert torch.all(activity[1][:4].abs() < 1e-12)
+    top_means = model.bottom_up(x)[-1].mu.double()  # deterministic at the top: the two means agree
     assert torch.allclose(activity[1], top_means.var(0), rtol=1e-4)
-    assert 0 <= active[0] <= 16
 
 
-def test_a_vanilla_vae_has_units_only_at_the_top():
-    active, units, activity = active_units(VanillaVAE(dense_config(3)).eval(), tiny_images(16))
-    assert units == [0, 0, 8] and active[:2] == [0, 0] and activity[0] is None
+def test_a_top_latent_vae_has_units_only_at_the_top():
+    active, units, activity = active_units(TopLatentVAE(dense_config(3)).eval(), tiny_images(16))
+    assert units == [8] and len(activity) == 1
 
 
 # ----------------------------------------------------------------------------- command line
@@ -148,6 +196,8 @@ def test_cli_evaluate_json(tmp_path, tiny_data, capsys):
     assert r["nll"] <= -r["elbo"] + 5 * r["nll_stderr"]
     assert len(r["class_histogram"]) == 10 and abs(sum(r["class_histogram"]) - 1) < 1e-9
     assert 0 <= r["class_kl_to_uniform"] <= math.log(10) + 1e-9 and r["fid_mnist"] >= 0
+    assert [len(u) for u in r["kl_units"]] == [64, 32, 16, 8, 4] and r["latent_layers"] == [0, 1, 2, 3, 4]
+    assert abs(sum(r["kl_units"][0]) - r["kl_per_layer"][0]) < 1e-6
 
 
 def test_cli_evaluate_refuses_bad_input(tmp_path, capsys):

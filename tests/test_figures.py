@@ -34,9 +34,9 @@ def test_fast_switch_is_read_in_one_place(monkeypatch):
 def test_headline_configs_are_the_cli_ones():
     from lvae.cli import build_parser, config_from_args
 
-    lvae, vae = (figures.headline_config(k, figures.FULL) for k in ("lvae", "vae"))
+    lvae, vae = (figures.headline_config(k, figures.FULL) for k in ("lvae", "top-vae"))
     assert lvae.to_dict() == config_from_args(build_parser().parse_args(["train", "--config", "seed", "--model", "lvae"])).to_dict()
-    assert vae.model_kind == "vae" and vae.name == "seed-vae"
+    assert vae.model_kind == "top-vae" and vae.name == "seed-top-vae"
 
 
 def test_warmup_study_differs_only_in_beta():
@@ -54,10 +54,11 @@ def test_warmup_study_differs_only_in_beta():
 def test_every_figure_is_drawn_and_runs_are_reused(results, tmp_path, capsys):
     out = tmp_path / "figs"
     written = figures.build_figures(out_dir=out, results=results)
-    assert sorted(p.name for p in written) == sorted(set(figures.FIGURES) - {"paper_layers.png"})
+    paper_figures = {n for n in figures.FIGURES if n.startswith("paper_")}  # tests/test_paper.py draws those
+    assert sorted(p.name for p in written) == sorted(set(figures.FIGURES) - paper_figures)
     assert all(p.stat().st_size > 5000 for p in written)
     log = capsys.readouterr().out
-    assert "skipped paper_layers.png: needs" in log  # the paper runs' results are not in this folder
+    assert log.count("skipped paper_") == len(paper_figures)  # the paper runs' results are not in this folder
     assert log.count("training ") == 5 and "epochs x" in log  # 2 headline + 3 warm-up runs, each announced
 
     # summaries were written (full-size budget: into results/summaries) and carry active units per epoch

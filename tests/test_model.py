@@ -3,25 +3,26 @@
 import pytest
 import torch
 
-from lvae import LadderVAE, VanillaVAE, paper_config, seed_config
+from lvae import HierarchicalVAE, LadderVAE, TopLatentVAE, paper_config, seed_config
+from lvae.config import ConfigError, validate
 from lvae.losses import compute_loss, kl_per_layer, log_likelihood
 from conftest import conv_config, dense_config
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("make", [dense_config, conv_config])
-def test_output_shapes_at_every_depth(depth, make):
-    model = LadderVAE(make(depth))
+@pytest.mark.parametrize("kind", [LadderVAE, HierarchicalVAE])
+def test_output_shapes_at_every_depth(depth, make, kind):
+    model = kind(make(depth))
     x = torch.rand(3, 1, 28, 28)
     out = model(x)
     assert out.x_logits.shape == x.shape
-    assert len(out.posteriors) == len(out.priors) == len(out.samples) == depth
-    for k, shape in enumerate(model.latent_shapes):
-        assert out.samples[k].shape == (3, *shape)
-        assert out.posteriors[k].mu.shape == (3, *shape)
-        assert out.priors[k].logvar.shape == (3, *shape)
+    assert [layer.layer for layer in out.latents] == list(range(depth)) == model.latent_layers
+    for layer, shape in zip(out.latents, model.latent_shapes):
+        assert layer.z.shape == layer.q.mu.shape == layer.p.logvar.shape == (3, *shape)
     assert model.generate(4).shape == (4, 1, 28, 28)
     assert len(kl_per_layer(out)) == depth
+    assert model(x, repeats=4).x_logits.shape == (12, 1, 28, 28)
 
 
 def test_seed_model_has_a_spatial_inner_latent_and_a_dense_top():
@@ -47,13 +48,17 @@ def test_bottom_up_pass_is_deterministic():
         assert torch.equal(ga.mu, gc.mu) and torch.equal(ga.logvar, gc.logvar)
 
 
-def test_top_down_pass_samples():
+def test_top_down_pass_samples_the_merged_gaussian():
     model = LadderVAE(seed_config().model).eval()
-    enc = model.bottom_up(torch.rand(2, 1, 28, 28))
+    enc = model.bottom_up(torch.rand(1, 1, 28, 28))
     torch.manual_seed(0)
-    a = model.top_down(enc).samples[0]
-    b = model.top_down(enc).samples[0]
-    assert not torch.equal(a, b)
+    # the top is fixed so the bottom layer's merged Gaussian is the same in every draw
+    enc_top_fixed = enc[:-1] + [type(enc[-1])(enc[-1].mu, torch.full_like(enc[-1].logvar, -60.0))]
+    draws = torch.stack([model.top_down(enc_top_fixed).latents[0].z[0] for _ in range(4000)])  # (4000, 8, 7, 7)
+    q = model.top_down(enc_top_fixed).latents[0].q
+    # sample moments match the merged Gaussian (4000 draws: the mean's error is sigma/63)
+    assert ((draws.mean(0) - q.mu[0]).abs() / q.std[0]).max() < 0.1
+    assert ((draws.std(0) / q.std[0]) - 1).abs().max() < 0.1
 
 
 def test_generation_never_calls_the_encoder(monkeypatch):
@@ -76,15 +81,34 @@ def test_generation_at_zero_temperature_is_deterministic():
     assert torch.equal(model.generate(2, temperature=0.0), model.generate(2, temperature=0.0))
 
 
-def test_vanilla_vae_has_one_latent_and_the_same_trunk():
+def test_top_latent_vae_has_one_latent_and_the_same_trunk():
     cfg = seed_config().model
-    vae, lvae = VanillaVAE(cfg), LadderVAE(cfg)
+    vae, lvae = TopLatentVAE(cfg), LadderVAE(cfg)
     out = vae(torch.rand(2, 1, 28, 28))
-    assert out.posteriors[0] is None and out.posteriors[1] is not None
-    kls = kl_per_layer(out)
-    assert torch.all(kls[0] == 0) and torch.all(kls[1] > 0)
+    assert [layer.layer for layer in out.latents] == [1] == vae.latent_layers
+    assert torch.all(kl_per_layer(out)[0] > 0)
     n = lambda m: sum(p.numel() for p in m.up.parameters())  # noqa: E731
     assert n(vae) == n(lvae)
+
+
+def test_hierarchical_vae_infers_bottom_up_from_samples():
+    """Each up block of the hierarchical VAE reads the sample of the layer below, not features."""
+    model = HierarchicalVAE(dense_config(3)).eval()
+    seen = []
+    model.up[1].register_forward_pre_hook(lambda m, inputs: seen.append(inputs[0]))
+    torch.manual_seed(0)
+    out = model(torch.rand(2, 1, 28, 28))
+    assert torch.equal(seen[0], out.latents[0].z)
+    assert [layer.closed_form_kl for layer in out.latents] == [False, False, True]
+    # its prior path is the ladder's: the same modules in the same places
+    assert model.prior_heads[0].net[0].in_features == LadderVAE(dense_config(3)).prior_heads[0].net[0].in_features
+
+
+def test_seed_kl_mode_is_for_the_ladder_only():
+    cfg = seed_config()
+    cfg.objective.kl_mode, cfg.model_kind = "seed", "hvae"
+    with pytest.raises(ConfigError, match="no merge"):
+        validate(cfg)
 
 
 def test_paper_mode_is_a_true_elbo_and_seed_mode_differs():
@@ -97,8 +121,11 @@ def test_paper_mode_is_a_true_elbo_and_seed_mode_differs():
     torch.testing.assert_close(paper[-1], seed[-1])  # the top is the same: KL to N(0, I)
     assert not torch.allclose(paper[0], seed[0])
     # paper: KL(q || p) of the merged posterior against the decoder's prior
-    torch.testing.assert_close(paper[0], out.posteriors[0].kl(out.priors[0]))
-    torch.testing.assert_close(seed[0], out.posteriors[0].kl(out.encoder[0]))
+    bottom = out.latents[0]
+    ref = torch.distributions.kl_divergence(bottom.q.to_distribution(), bottom.p.to_distribution())
+    torch.testing.assert_close(paper[0], ref)
+    ref_seed = torch.distributions.kl_divergence(bottom.q.to_distribution(), bottom.q_hat.to_distribution())
+    torch.testing.assert_close(seed[0], ref_seed)
 
 
 def test_loss_terms_and_free_bits():

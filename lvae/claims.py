@@ -1,0 +1,171 @@
+"""The README's verdict table: each claim of the paper and of the seed README, beside our
+measurement and a verdict (reproduced, partly, not reproduced, or not measured yet).
+
+Every number comes from a results JSON (`results/paper/*.json` from `make paper`,
+`results/seed-*.json` from `python -m lvae.results save`); every verdict from a rule
+written here, next to the claim it judges. `python -m lvae.results table` renders it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lvae import paper
+
+# Sønderby et al. (2016), MNIST, 5 stochastic layers, 5000 importance samples (their table 1).
+PAPER_LVAE_NLL = 82.12
+PAPER_LVAE_FINETUNED_NLL = 81.74
+COLLAPSED = 0.1  # a layer with fewer than 10 % of its units active has collapsed
+SIGNIFICANT = 2.0  # a difference counts when it exceeds this many standard errors
+
+
+@dataclass
+class Claim:
+    source: str  # "paper" or "seed README"
+    claim: str
+    measured: str
+    verdict: str
+
+
+def _gap(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float]:
+    """NLL(a) - NLL(b) and its standard error (the two test-set means are independent estimates)."""
+    return a["nll"] - b["nll"], math.hypot(a["nll_stderr"], b["nll_stderr"])
+
+
+def _beats(results: dict[str, dict[str, Any]], better: str, worse: str, claim: str) -> Claim:
+    """Whether variant `better` has a lower NLL than `worse` at every depth of the sweep."""
+    sweep = {(r["variant"], r["depth"]): r for r in results.values() if r["group"] == "sweep"}
+    depths = [d for d in paper.DEPTHS if (better, d) in sweep and (worse, d) in sweep]
+    if not depths:
+        return Claim("paper", claim, "no depth has both runs yet", "not measured yet")
+    gaps = {d: _gap(sweep[(better, d)], sweep[(worse, d)]) for d in depths}
+    wins = [d for d, (g, se) in gaps.items() if g < -SIGNIFICANT * se]
+    measured = "; ".join(f"L={d}: {g:+.2f} ± {se:.2f}" for d, (g, se) in gaps.items())
+    measured = f"NLL({paper.VARIANTS[better].label}) − NLL({paper.VARIANTS[worse].label}), nats: {measured}"
+    if len(wins) == len(depths):
+        verdict = "reproduced" if len(depths) == len(paper.DEPTHS) else f"reproduced at the {len(depths)} depths measured (partial sweep)"
+    elif wins:
+        verdict = f"partly: at L = {', '.join(map(str, wins))} of {', '.join(map(str, depths))}"
+    else:
+        verdict = "not reproduced"
+    return Claim("paper", claim, measured, verdict)
+
+
+def _units(r: dict[str, Any]) -> str:
+    return " / ".join(f"{a}/{u}" for a, u in zip(r["active_units"], r["latent_units"]))
+
+
+def paper_claims(results: dict[str, dict[str, Any]]) -> list[Claim]:
+    claims = [
+        _beats(results, "lvae-bn-wu", "vae-bn-wu", "The ladder beats the VAE (both with BN + WU) at every depth"),
+        _beats(results, "vae-bn", "vae", "Batch norm helps the VAE"),
+        _beats(results, "vae-bn-wu", "vae-bn", "KL warm-up helps the VAE (with BN)"),
+    ]
+    pair, what = paper.comparison_pair(results)
+    if pair:
+        vae, lvae = pair["VAE + BN + WU"], pair["LVAE + BN + WU"]
+        upper = slice(1, None)
+        v_up, l_up = sum(vae["active_units"][upper]), sum(lvae["active_units"][upper])
+        claims.append(Claim("paper", "The ladder keeps more active units in its upper layers (z1 … z4)",
+                            f"{what}: active units (bottom → top) VAE {_units(vae)}, LVAE {_units(lvae)}; z1 … z4: VAE {v_up}, LVAE {l_up}",
+                            "reproduced" if l_up > v_up else "not reproduced"))
+        collapsed = lambda r: [k for k, (a, u) in enumerate(zip(r["active_units"], r["latent_units"])) if a < COLLAPSED * u]  # noqa: E731
+        v_c, l_c = collapsed(vae), collapsed(lvae)
+        top_two = {len(vae["active_units"]) - 2, len(vae["active_units"]) - 1}
+        verdict = ("reproduced" if top_two <= set(v_c) and not top_two <= set(l_c)
+                   else "partly" if v_c and len(v_c) > len(l_c) else "not reproduced")
+        claims.append(Claim("paper", "The deep VAE's upper layers collapse (the ladder's do not)",
+                            f"{what}: layers with < {COLLAPSED:.0%} of units active: VAE {['z%d' % k for k in v_c] or 'none'}, "
+                            f"LVAE {['z%d' % k for k in l_c] or 'none'}", verdict))
+    else:
+        claims.append(Claim("paper", "The ladder keeps more active units in its upper layers", "no 5-layer pair yet", "not measured yet"))
+    head = results.get("headline-lvae-bn-wu")
+    if head:
+        measured = (f"{head['nll']:.2f} ± {head['nll_stderr']:.2f} nats (K = {head['iw_samples']}, {head['epochs']} epochs, "
+                    f"{head['train_seconds'] / 60:.0f} min on {head['train_threads']} CPU thread(s)"
+                    f"{', one uninterrupted command' if head['uninterrupted'] else ', RESUMED: not a headline'})")
+        gap = head["nll"] - PAPER_LVAE_NLL
+        verdict = "reproduced" if gap <= 2 * head["nll_stderr"] else f"not reproduced: {gap:.2f} nats worse at our budget"
+    else:
+        measured, verdict = "headline run not finished yet", "not measured yet"
+    claims.append(Claim("paper", f"A 5-layer LVAE reaches {PAPER_LVAE_NLL} nats ({PAPER_LVAE_FINETUNED_NLL} after fine-tuning), K = 5000",
+                        measured, verdict))
+    return claims
+
+
+def seed_claims(results_dir: Path) -> list[Claim]:
+    """The seed README's claims, judged on results/seed-lvae.json and seed-vae.json (3 epochs each)."""
+    paths = [results_dir / "seed-lvae.json", results_dir / "seed-vae.json"]
+    if not all(p.is_file() for p in paths):
+        return [Claim("seed README", "(all)", f"needs {paths[0]} and {paths[1]}", "not measured yet")]
+    lvae, vae = (json.loads(p.read_text()) for p in paths)
+    claims = []
+    sharper = lvae["fid_mnist"] < 0.9 * vae["fid_mnist"]
+    claims.append(Claim("seed README", "Ladder samples are readable where the (top-latent) VAE's are blurry averages",
+                        f"FID_MNIST of 10,000 prior samples (lower is sharper and more varied): LVAE {lvae['fid_mnist']:.1f}, "
+                        f"VAE {vae['fid_mnist']:.1f}", "reproduced" if sharper else "not reproduced by FID (see the sample figure)"))
+    if "top_latent_kl_to_prior" in lvae:
+        kl = lvae["top_latent_kl_to_prior"]
+        claims.append(Claim("seed README", "The top latent looks like N(0, I)",
+                            f"KL(moment-matched aggregate posterior ‖ N(0, I)) of the LVAE's top latent: {kl:.3f} nats "
+                            f"over {lvae['latent_units'][-1]} units (VAE: {vae.get('top_latent_kl_to_prior', float('nan')):.3f})",
+                            "reproduced" if kl < 0.1 * lvae["latent_units"][-1] else "not reproduced"))
+    h = lvae["class_histogram"]
+    order = sorted(range(10), key=h.__getitem__, reverse=True)
+    over = [d for d in order if h[d] > 0.11]
+    named = {7, 9, 1}
+    verdict = ("reproduced" if lvae["class_kl_to_uniform"] > 0.02 and named & set(over[:3])
+               else "partly: other digits" if lvae["class_kl_to_uniform"] > 0.02 else "not reproduced")
+    claims.append(Claim("seed README", "Samples over-represent some digits (7, 9, 1)",
+                        f"LVAE prior samples: digits above 11 %: {', '.join(f'{d} ({h[d]:.1%})' for d in over) or 'none'}; "
+                        f"class KL to uniform {lvae['class_kl_to_uniform']:.4f} nats", verdict))
+    return claims
+
+
+def render(results_dir: Path = Path("results")) -> str:
+    results = paper.load_results(results_dir / "paper")
+    done = sum(1 for r in results.values() if r["group"] == "sweep")
+    total = len(paper.DEPTHS) * len(paper.VARIANTS)
+    lines = [
+        f"From `make paper` (`results/paper/*.json`): the depth sweep trains each model for {paper.SWEEP.epochs} epochs "
+        f"(warm-up over {paper.SWEEP.warmup_epochs}) and scores it with K = {paper.SWEEP.iw_samples}; the headline pair trains for "
+        f"{paper.HEADLINE.epochs} epochs and is scored with K = {paper.HEADLINE.iw_samples} on the full binarized test set. "
+        f"Sweep runs finished: **{done} of {total}**{'' if done == total else ' (partial: the verdicts cover only what is measured)'}. "
+        "The VAE is `HierarchicalVAE`: the same five stochastic layers, inferred bottom-up. "
+        f"A difference counts when it exceeds {SIGNIFICANT:g} standard errors.",
+        "",
+        "| source | claim | our measurement | verdict |",
+        "|---|---|---|---|",
+    ]
+    for c in paper_claims(results) + seed_claims(results_dir):
+        lines.append(f"| {c.source} | {c.claim} | {c.measured} | **{c.verdict}** |")
+    return "\n".join(lines + ["", *sweep_table(results), "", *active_table(results)])
+
+
+def sweep_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Test NLL (K = 100) of every sweep run: variants as rows, depths as columns; '…' where not run yet."""
+    points = paper.depth_points(results)
+    lines = ["Depth sweep, test NLL in nats (IW bound, ± standard error; lower is better):", "",
+             "| model | " + " | ".join(f"L = {d}" for d in sorted(paper.DEPTHS)) + " |", "|---|" + "---|" * len(paper.DEPTHS)]
+    for v in paper.VARIANTS.values():
+        row = points.get(v.label, {})
+        cells = [f"{row[d][0]:.2f} ± {row[d][1]:.2f}" if d in row else "…" for d in sorted(paper.DEPTHS)]
+        lines.append(f"| {v.label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def active_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The paper's table of active units per layer, for the 5-layer pair."""
+    pair, what = paper.comparison_pair(results)
+    if not pair:
+        return []
+    sizes = next(iter(pair.values()))["latent_units"]
+    lines = [f"Active units per layer ({what}; a unit is active when Cov_x E_q[z_u] > 0.01, estimated without bias):", "",
+             "| model | " + " | ".join(f"z{k} ({n})" for k, n in enumerate(sizes)) + " | total |", "|---|" + "---|" * (len(sizes) + 1)]
+    for label, r in pair.items():
+        lines.append(f"| {label} | " + " | ".join(map(str, r["active_units"])) + f" | {sum(r['active_units'])} |")
+    return lines

@@ -1,0 +1,121 @@
+"""`python -m lvae.paper`: the experiment list, the commands it runs, a smoke run end to end,
+the paper's figures and the verdict table drawn from its JSON."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lvae import claims, figures, paper
+from lvae.cli import build_parser, config_from_args
+
+
+def test_the_sweep_has_four_models_at_five_depths_on_one_budget():
+    exps = paper.experiments()
+    sweep = [e for e in exps if e.group == "sweep"]
+    head = [e for e in exps if e.group == "headline"]
+    assert {(e.variant, e.depth) for e in sweep} == {(v, d) for v in paper.VARIANTS for d in paper.DEPTHS}
+    assert len(sweep) == 20 and len({e.name for e in exps}) == len(exps)
+    assert {e.budget for e in sweep} == {paper.SWEEP} and paper.SWEEP.epochs >= 50
+    assert paper.SWEEP.warmup_epochs <= paper.SWEEP.epochs / 2
+    assert [(e.variant, e.depth) for e in head] == [("vae-bn-wu", 5), ("lvae-bn-wu", 5)]
+    assert paper.HEADLINE.epochs > paper.SWEEP.epochs and paper.HEADLINE.iw_samples == 5000
+
+
+@pytest.mark.parametrize("variant", list(paper.VARIANTS))
+def test_each_variant_is_the_paper_config_with_its_changes(variant):
+    v = paper.VARIANTS[variant]
+    exp = paper.Experiment("x", "sweep", variant, 3, paper.SWEEP)
+    cfg = config_from_args(build_parser().parse_args(exp.train_argv(Path("runs/x"))))
+    assert cfg.model_kind == v.model and cfg.model.batch_norm == v.batch_norm
+    assert [l.latent for l in cfg.model.layers] == [64, 32, 16]  # the bottom three rungs of `paper`
+    beta = cfg.objective.beta
+    if v.warmup:
+        assert (beta.kind, beta.start, beta.end, beta.steps) == ("linear_epoch", 0.0, 1.0, paper.SWEEP.warmup_epochs)
+    else:
+        assert (beta.kind, beta.end) == ("constant", 1.0)
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr) == (paper.SWEEP.epochs, 256, 2e-3)
+
+
+def test_a_smoke_run_trains_evaluates_and_is_then_skipped(tiny_data, tmp_path, capsys):
+    argv = ["--only", "sweep-L2-vae", "sweep-L2-lvae-bn-wu", "--epochs", "2", "--iw-samples", "4", "--data-root", str(tiny_data),
+            "--limit", "128", "--batch-size", "64", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"),
+            "--no-estimate", "--jobs", "1"]
+    assert paper.main(argv) == 0
+    r = json.loads((tmp_path / "res" / "sweep-L2-lvae-bn-wu.json").read_text())
+    assert (r["variant"], r["depth"], r["epochs"], r["iw_samples"], r["model_kind"]) == ("lvae-bn-wu", 2, 2, 4, "lvae")
+    assert r["uninterrupted"] and r["commands"][0].startswith("python -m lvae train --config paper --model lvae --depth 2")
+    per = r["per_epoch"]
+    assert len(per["train_elbo"]) == len(per["elbo"]) == 2
+    assert [len(u) for u in per["kl_units"][-1]] == [64, 32]  # every unit of both layers, each epoch
+    assert abs(sum(per["kl_units"][-1][0]) - per["kl"][-1][0]) < 1e-6
+    assert [layer["layer"] for layer in r["pca"]["layers"]] == [0, 1] and len(r["pca"]["labels"]) == 64
+    vae = json.loads((tmp_path / "res" / "sweep-L2-vae.json").read_text())
+    assert vae["model_kind"] == "hvae" and "--no-batch-norm" in vae["commands"][0]
+    capsys.readouterr()
+    assert paper.main(argv) == 0
+    assert "0 to run" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- made-up results
+
+
+def fake_result(variant: str, depth: int, group: str, nll: float, active: list[int]) -> dict:
+    sizes = [64, 32, 16, 8, 4][:depth]
+    epochs = 3
+    return {"name": f"{group}-{variant}", "group": group, "variant": variant, "label": paper.VARIANTS[variant].label,
+            "depth": depth, "epochs": epochs, "nll": nll, "nll_stderr": 0.2, "iw_samples": 100, "train_seconds": 60.0,
+            "train_threads": 1, "uninterrupted": True, "active_units": active[:depth], "latent_units": sizes,
+            "per_epoch": {"train_elbo": [-120.0, -100.0, -95.0], "elbo": [-118.0, -101.0, -97.0],
+                          "kl_units": [[[0.001 * (u + 1) * (e + 1) for u in range(n)] for n in sizes] for e in range(epochs)]},
+            "pca": {"labels": [i % 10 for i in range(50)],
+                    "layers": [{"layer": k, "coords": [[i * 0.1, (i % 7) * 0.2] for i in range(50)], "explained_variance": [0.3, 0.1]}
+                               for k in range(depth)]}}
+
+
+def write_results(folder: Path, lvae_gap_at: dict[int, float]) -> None:
+    """A full sweep where the ladder's NLL is the VAE's plus `lvae_gap_at[depth]` (default -3), BN and WU each help by 2."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in paper.DEPTHS:
+        base = 100.0 - d
+        nll = {"vae": base + 4, "vae-bn": base + 2, "vae-bn-wu": base, "lvae-bn-wu": base + lvae_gap_at.get(d, -3.0)}
+        for v, x in nll.items():
+            r = fake_result(v, d, "sweep", x, [40, 20, 1, 0, 0] if v.startswith("vae") else [60, 30, 12, 6, 3])
+            r["name"] = f"sweep-L{d}-{v}"
+            (folder / f"{r['name']}.json").write_text(json.dumps(r))
+
+
+def verdicts(folder: Path) -> dict[str, str]:
+    return {c.claim: c.verdict for c in claims.paper_claims(paper.load_results(folder))}
+
+
+def test_verdicts_follow_the_numbers(tmp_path):
+    write_results(tmp_path / "a", {})
+    v = verdicts(tmp_path / "a")
+    assert v["The ladder beats the VAE (both with BN + WU) at every depth"] == "reproduced"
+    assert v["Batch norm helps the VAE"] == "reproduced" and v["KL warm-up helps the VAE (with BN)"] == "reproduced"
+    assert v["The ladder keeps more active units in its upper layers (z1 … z4)"] == "reproduced"
+    assert v["The deep VAE's upper layers collapse (the ladder's do not)"] == "reproduced"
+    assert next(x for k, x in v.items() if k.startswith("A 5-layer LVAE")) == "not measured yet"
+
+    write_results(tmp_path / "b", {2: +1.0, 4: -0.1})  # worse at L=2, within noise at L=4
+    v = verdicts(tmp_path / "b")
+    assert v["The ladder beats the VAE (both with BN + WU) at every depth"] == "partly: at L = 5, 3, 1 of 5, 4, 3, 2, 1"
+
+    write_results(tmp_path / "c", {})
+    for p in (tmp_path / "c").glob("sweep-L[12]-*.json"):
+        p.unlink()
+    v = verdicts(tmp_path / "c")
+    assert v["The ladder beats the VAE (both with BN + WU) at every depth"] == "reproduced at the 3 depths measured (partial sweep)"
+
+
+def test_the_paper_figures_are_drawn_from_the_json_and_skipped_without_it(tmp_path, capsys):
+    names = [n for n in figures.FIGURES if n.startswith("paper_")]
+    assert len(names) == 5
+    r = figures.Results(figures.FAST, tmp_path / "results", tmp_path / "data", progress=False)
+    assert figures.build_figures(names, out_dir=tmp_path / "none", results=r) == []
+    assert capsys.readouterr().out.count("skipped paper_") == 5
+    write_results(tmp_path / "results" / "paper", {})
+    written = figures.build_figures(names, out_dir=tmp_path / "figs", results=r)
+    assert sorted(p.name for p in written) == sorted(names)
+    assert "partial" not in capsys.readouterr().out
