@@ -4,7 +4,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
 
-.PHONY: setup data demo test test-fast clean-venv bench results-table figures notebooks speed-options
+.PHONY: setup data demo test test-fast clean-venv bench results-table figures notebooks speed-options paper
 
 setup: $(VENV_STAMP) $(MNIST)
 
@@ -38,7 +38,12 @@ clean-venv:
 bench: setup
 	$(PY) -m lvae.bench $(BENCH_ARGS)
 
-# Render README's results section from results/*.json (no number typed by hand).
+# The paper's MNIST experiments (depth sweep + 5-layer headline pair) into results/paper/*.json; hours on 2 CPU
+# cores, so it skips finished runs and resumes unfinished ones: run it again until it says 0 to run.
+paper: setup
+	$(PY) -m lvae.paper $(PAPER_ARGS)
+
+# Render README's results and claims sections from results/*.json and results/paper/*.json (no number typed by hand).
 results-table: setup
 	$(PY) -m lvae.results table
 

@@ -105,16 +105,13 @@ def run_one(name: str, steps: int) -> dict[str, Any]:
         what = "per 4 images x K=1000"
     flops = count_flops(fn)
     seconds = time_it(fn, steps)
-    row = {"name": name, "images_per_s": images / seconds, "time_s": seconds, "time_what": what,
+    unit = "images/s" if name.startswith("train-") else "importance samples/s"
+    row = {"name": name, "throughput": images / seconds, "unit": unit, "time_s": seconds, "time_what": what,
            "gflops": flops / seconds / 1e9, "flops_per_call": flops,
            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if name.startswith("train-"):
-        row["epoch_s"] = 60000 / row["images_per_s"]
+        row["epoch_s"] = 60000 / row["throughput"]
         row["time_what"] += f" (epoch ≈ {row['epoch_s']:.1f} s)"
-    else:
-        row["samples_per_s"] = row.pop("images_per_s")
-        row["images_per_s"] = row["samples_per_s"]
-        row["time_what"] += f" ({row['samples_per_s']:.0f} samples/s)"
     return row
 
 

@@ -20,13 +20,15 @@ def fake_result(name: str, nll: float) -> dict:
 def test_readme_section_is_rendered_from_the_json_files(tmp_path):
     rdir = tmp_path / "results"
     rdir.mkdir()
-    (rdir / "paper-lvae.json").write_text(json.dumps(fake_result("paper-lvae", 85.4321)))
+    (rdir / "seed-lvae.json").write_text(json.dumps(fake_result("seed-lvae", 85.4321)))
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n{results.START}\nold numbers\n{results.END}\n\nafter\n")
+    readme.write_text(f"# x\n\n{results.START}\nold numbers\n{results.END}\n\n{results.CLAIMS_START}\nold\n{results.CLAIMS_END}\nafter\n")
     assert results.update_readme(readme, rdir)
     text = readme.read_text()
     assert "old numbers" not in text and "**85.43**" in text and "10.0 min" in text and text.endswith("after\n")
     assert "30/64 / 2/32" in text
+    assert "x86_64, 2 thread(s), torch 2, no GPU" in text  # the hardware comes from the JSON, not from the code
+    assert "Sweep runs finished: **0 of 20**" in text  # the claims section, from results/paper (empty here)
     assert not results.update_readme(readme, rdir)  # idempotent
 
 

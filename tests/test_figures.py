@@ -132,19 +132,3 @@ def test_readme_shows_every_figure_and_every_figure_is_committed():
     for name in figures.FIGURES:
         assert f"(figures/{name})" in section, f"README's figures section does not show {name}"
         assert (root / "figures" / name).is_file(), f"figures/{name} is missing: run make figures"
-
-
-def test_paper_figure_is_drawn_from_the_committed_results(results, tmp_path):
-    def result(active, units, kl):
-        return {"kl_per_layer": kl, "active_units": active, "latent_units": units, "nll": 85.0, "training": {"epochs": 100}}
-
-    results.results_dir.mkdir(parents=True)
-    (results.results_dir / "paper-lvae.json").write_text(json.dumps(result([64, 32, 16, 8, 1], [64, 32, 16, 8, 4], [13, 7, 3, 1, 1])))
-    (results.results_dir / "paper-vae.json").write_text(json.dumps(result([0, 0, 0, 0, 2], [0, 0, 0, 0, 4], [0, 0, 0, 0, 25])))
-    (results.results_dir / "paper-lvae-curve.json").write_text(json.dumps({"points": [{"epoch": 10, "nll": 90.0}, {"epoch": 20, "nll": 86.0}]}))
-    fig = figures.fig_paper_layers(results)
-    from test_plots import texts
-
-    t = texts(fig)
-    assert "1/4" in t and "2/4" in t and "det." in t and "100 epochs" in t
-    assert list(fig.axes[2].lines[0].get_ydata()) == [90.0, 86.0]
