@@ -1,13 +1,15 @@
-"""Ablations on the `paper` LVAE at a short, equal budget: each change against the same baseline.
+"""Ablations on the `paper` LVAE at an equal budget: each change against the same baseline, two seeds.
 
-    .venv/bin/python scripts/paper_ablations.py [--epochs 10] [--iw-samples 100] [--limit 2000] [--only NAME ...]
+    .venv/bin/python scripts/paper_ablations.py [--epochs 12] [--seeds 2] [--iw-samples 100] [--limit 2000] [--only NAME ...]
 
-Each row trains for `--epochs` epochs into runs/paper-ablations/<name> and is scored by the
-importance-weighted NLL on the first `--limit` test images (fixed binarization). A change is
-"kept" when it lowers the NLL by more than twice the standard error of the *paired*
-per-image difference to the baseline (same images, so image-to-image spread cancels),
-"dropped" when it raises it by as much, else "no clear effect". Rows go to
-results/paper-ablations.json, one at a time.
+Every arm trains for `--epochs` epochs (at least twice the longest warm-up of any arm, so
+each warm-up has finished and had as long again to settle: the script refuses a shorter
+budget) into runs/paper-ablations/<name>-s<seed>, and is scored by the importance-weighted
+NLL on the first `--limit` test images (fixed binarization). A change is compared with the
+baseline of the *same seed* image by image; the per-image differences are averaged over
+seeds, and the change is "kept" when it lowers the NLL by more than twice the standard
+error of that paired difference, "dropped" when it raises it by as much, else "no clear
+effect". Rows go to results/paper-ablations.json as they finish.
 """
 
 from __future__ import annotations
@@ -23,72 +25,87 @@ import torch
 from lvae.config import LayerSpec, paper_config, with_overrides
 from lvae.data import load_split
 from lvae.evaluation import active_units, hardware, iw_log_likelihood
-from lvae.training import Trainer, evaluation_inputs, test_elbo
+from lvae.training import Trainer, evaluation_inputs, split_elbo
 
+BASE_WARMUP = 5  # epochs: the baseline's warm-up, short enough for a budget of twice the longest arm's
 WIDE = [LayerSpec("dense", (w, w), latent=z) for w, z in zip((1024, 512, 256, 128, 64), (64, 32, 16, 8, 4))]
 # name -> (what it changes, overrides as dotted config paths)
 ROWS: dict[str, tuple[str, dict]] = {
-    "baseline": ("the paper config as shipped: constant lr 2e-3, warm-up over 20 epochs", {}),
+    "baseline": (f"the paper config (constant lr 2e-3), warm-up over {BASE_WARMUP} epochs", {}),
     "cosine": ("cosine lr schedule 2e-3 -> 0", {"train.lr_schedule": "cosine"}),
-    "warmup-5": ("warm-up over 5 epochs instead of 20", {"objective.beta.steps": 5}),
+    "warmup-2": (f"warm-up over 2 epochs instead of {BASE_WARMUP}", {"objective.beta.steps": 2}),
     "free-bits": ("free bits: 0.5 nats per layer", {"objective.free_bits": 0.5}),
     "wide": ("layers twice as wide (1024 ... 64)", {"model.layers": WIDE}),
 }
 
 
-def make_config(overrides: dict, epochs: int):
+def make_config(overrides: dict, epochs: int, seed: int):
     cfg = paper_config()
-    cfg.train.epochs = epochs
+    cfg.train.epochs, cfg.train.seed = epochs, seed
+    cfg.objective.beta.steps = BASE_WARMUP
     return with_overrides(cfg, overrides)
+
+
+def check_budget(epochs: int) -> None:
+    longest = max(make_config(o, epochs, 0).objective.beta.steps or epochs for _, o in ROWS.values())
+    if epochs < 2 * longest:
+        raise SystemExit(f"error: --epochs {epochs} is shorter than twice the longest warm-up ({longest} epochs): "
+                         f"the comparison would measure an unfinished warm-up; use --epochs {2 * longest} or more")
+
+
+def run_arm(name: str, seed: int, a: argparse.Namespace, train, test, x) -> tuple[dict, torch.Tensor]:
+    """Train one arm with one seed (or reuse its saved per-image scores) and score it."""
+    what, overrides = ROWS[name]
+    run_dir = Path("runs/paper-ablations") / f"{name}-s{seed}"
+    t0 = time.perf_counter()
+    trainer = Trainer(make_config(overrides, a.epochs, seed), run_dir, train, test, progress=False)
+    trainer.fit()
+    seconds = time.perf_counter() - t0
+    model = trainer.model.eval()
+    torch.manual_seed(0)
+    iw = iw_log_likelihood(model, x, a.iw_samples, "bernoulli")
+    elbo = split_elbo(model, x, "bernoulli")
+    active, units, _ = active_units(model, x)
+    return ({"seed": seed, "train_seconds": seconds, "elbo": elbo["elbo"], "kl_per_layer": elbo["kl"], "nll": iw.nll,
+             "nll_stderr": iw.stderr, "active_units": active, "latent_units": units}, iw.per_image)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--iw-samples", type=int, default=100)
     ap.add_argument("--limit", type=int, default=2000)
     ap.add_argument("--only", nargs="*", choices=sorted(ROWS))
     ap.add_argument("--out", type=Path, default=Path("results/paper-ablations.json"))
     a = ap.parse_args()
-    done = json.loads(a.out.read_text()) if a.out.exists() else {"rows": []}
-    rows = {r["name"]: r for r in done["rows"]}
-    per_image: dict[str, torch.Tensor] = {}
+    check_budget(a.epochs)
     train, test = load_split("mnist", "train"), load_split("mnist", "test")
     x = evaluation_inputs(test.head(a.limit), "bernoulli")
+    rows, per_image = {}, {}
     for name in a.only or list(ROWS):
-        what, overrides = ROWS[name]
-        cfg = make_config(overrides, a.epochs)
-        run_dir = Path("runs/paper-ablations") / name
-        t0 = time.perf_counter()
-        trainer = Trainer(cfg, run_dir, train, test, progress=False)
-        trainer.fit()
-        seconds = time.perf_counter() - t0
-        model = trainer.model.eval()
-        torch.manual_seed(0)
-        iw = iw_log_likelihood(model, x, a.iw_samples, "bernoulli")
-        per_image[name] = iw.per_image
-        torch.save(iw.per_image, run_dir / "per_image_log_px.pt")
-        elbo = test_elbo(model, x, "bernoulli")
-        active, units, _ = active_units(model, x)
-        rows[name] = {"name": name, "what": what, "overrides": {k: str(v) for k, v in overrides.items()},
-                      "training": {"epochs": a.epochs, "train_seconds": seconds}, "elbo": elbo["elbo"], "kl_per_layer": elbo["kl"],
-                      "nll": iw.nll, "nll_stderr": iw.stderr, "iw_samples": a.iw_samples, "images": len(x),
-                      "active_units": active, "latent_units": units}
-        base_file = Path("runs/paper-ablations/baseline/per_image_log_px.pt")
-        if name != "baseline" and base_file.exists():
-            diff = per_image[name] - torch.load(base_file)  # log p(x) gain per image
+        seeds = [run_arm(name, seed, a, train, test, x) for seed in range(a.seeds)]
+        per_image[name] = torch.stack([p for _, p in seeds])  # (seeds, images) log p(x)
+        runs = [r for r, _ in seeds]
+        row = {"name": name, "what": ROWS[name][0], "overrides": {k: str(v) for k, v in ROWS[name][1].items()},
+               "training": {"epochs": a.epochs, "train_seconds": sum(r["train_seconds"] for r in runs) / len(runs)},
+               "seeds": runs, "nll": sum(r["nll"] for r in runs) / len(runs),
+               "nll_stderr": math.sqrt(sum(r["nll_stderr"] ** 2 for r in runs)) / len(runs), "iw_samples": a.iw_samples,
+               "elbo": sum(r["elbo"] for r in runs) / len(runs), "active_units": runs[0]["active_units"], "images": len(x)}
+        if name != "baseline" and "baseline" in per_image:
+            diff = (per_image[name] - per_image["baseline"]).mean(0)  # log p(x) gain per image, averaged over seeds
             se = diff.std().item() / math.sqrt(len(diff))
             gain = diff.mean().item()
             verdict = "kept" if gain > 2 * se else "dropped" if gain < -2 * se else "no clear effect"
-            rows[name].update(nll_change=-gain, nll_change_stderr=se, verdict=f"{verdict} ({-gain:+.2f} ± {se:.2f} nats)")
-        r = rows[name]
-        print(f"{name:10s} ELBO {r['elbo']:.2f}  NLL {r['nll']:.2f} ± {r['nll_stderr']:.2f}  active {active}  {r.get('verdict', '')}  ({seconds:.0f} s)", flush=True)
+            row.update(nll_change=-gain, nll_change_stderr=se, verdict=f"{verdict} ({-gain:+.2f} ± {se:.2f} nats)")
+        rows[name] = row
+        print(f"{name:10s} NLL {row['nll']:.2f}  active {row['active_units']}  {row.get('verdict', '')}", flush=True)
         a.out.parent.mkdir(exist_ok=True)
         a.out.write_text(json.dumps({"hardware": hardware(), "note": (
-            f"{a.epochs} epochs each (a short, equal budget), NLL with K = {a.iw_samples} on the first {a.limit} test images; "
-            "a change is kept if it lowers the NLL by more than 2 standard errors of the paired per-image difference "
-            "to `baseline`. Rows are not a substitute for the long runs above: they rank changes at a small budget."),
-            "rows": list(rows.values())}, indent=1) + "\n")
+            f"{a.epochs} epochs each (at least twice the longest warm-up), {a.seeds} seed(s) per arm, NLL with K = {a.iw_samples} "
+            f"on the first {a.limit} test images, averaged over seeds; a change is kept if it lowers the NLL by more than 2 "
+            "standard errors of the per-image difference to `baseline` of the same seed (averaged over seeds). Rows rank "
+            "changes at a small budget; they are not the paper's long runs."), "rows": list(rows.values())}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
