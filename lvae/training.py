@@ -333,6 +333,8 @@ class Trainer:
             fields = "; ".join(f"{k}: checkpoint {_short(a)}, this run {_short(b)}" for k, (a, b) in diffs.items())
             raise ckpt.CheckpointError(f"{path} was made with another configuration; differing fields: {fields}")
         data = sd.get("data")  # absent in checkpoints older than this check
+        if data is not None and not (isinstance(data, dict) and {"images", "sha256"} <= data.keys()):
+            raise ckpt.CheckpointError(f"{path}: not an lvae training checkpoint (damaged data entry {_short(data)})")
         if data and (data["images"], data["sha256"]) != (self.data["images"], self.data["sha256"]):
             where = f" from {data['root']}" if data.get("root") else ""
             raise ckpt.CheckpointError(f"{path} was trained on other data ({data['images']} images{where}, sha256 {data['sha256'][:12]}); "
