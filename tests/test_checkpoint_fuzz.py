@@ -135,7 +135,7 @@ def test_damaged_old_checkpoints_never_escape_the_loaders(run, original, tmp_pat
     good = (tmp_path / "old.pt").read_bytes()
     rng = random.Random(SEED + 1)
     pkl = pickle_region(tmp_path / "old.pt")
-    for i in range(150):
+    for _ in range(150):
         ps = [rng.choice(pkl) for _ in range(rng.randint(1, 3))]
         (folder / ckpt.LATEST).write_bytes(flip_bits(good, ps, rng))
         refused(ckpt.load_run, folder)
