@@ -1,7 +1,10 @@
 """Checkpoints: written atomically, loaded safely, checked against the run's config.
 
 A checkpoint is a dict of tensors and plain Python values, so it loads with
-`torch.load(weights_only=True)`: a file from elsewhere cannot run code.
+`torch.load(weights_only=True)`: a file from elsewhere cannot run code. It carries a
+sha256 digest of those contents (`DIGEST`), checked on load: a bit flipped on disk or in
+transfer inside a tensor still unpickles, and would otherwise give other numbers in
+silence. Checkpoints written before the digest existed load unchecked.
 
 Every write goes to a temporary file in the same folder, is fsynced, then renamed over
 the target, so a crash, a SIGKILL or a full disk leaves either the old file or the new
@@ -10,6 +13,7 @@ one, never half of one. Failures become `CheckpointError`s that name the file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -22,13 +26,14 @@ import torch
 
 CHECKPOINT_GLOB = "checkpoint-*.pt"
 LATEST = "checkpoint.pt"
+DIGEST = "digest"
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint (or run file) that cannot be used or written; the message names the file."""
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     """The first sentence of an exception's message: enough to name the problem on one line."""
     text = str(e).strip()
     first = text.splitlines()[0] if text else type(e).__name__
@@ -39,7 +44,7 @@ def _weights_only_reason(e: BaseException) -> str:
     """torch's weights_only refusal, less its advice to load with weights_only=False."""
     lines = [line.strip() for line in str(e).splitlines()[1:]]
     details = [line for line in lines if line and not line.startswith(("Please file an issue", "Check the documentation"))]
-    return details[0][:200] if details else _first_line(e)
+    return details[0][:200] if details else first_line(e)
 
 
 def write_atomic(path: Path, write: Callable[[Any], None]) -> None:
@@ -55,31 +60,85 @@ def write_atomic(path: Path, write: Callable[[Any], None]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        raise CheckpointError(f"could not write {path}: {e.strerror or _first_line(e)}") from None
+        raise CheckpointError(f"could not write {path}: {e.strerror or first_line(e)}") from None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
+def digest(obj: Any) -> str:
+    """sha256 over every tensor's dtype, shape and bytes and every plain value, keys sorted.
+
+    Walks with a stack, not recursion: a hostile file may nest lists deeper than Python's
+    recursion limit. The top-level `DIGEST` entry is left out.
+    """
+    h = hashlib.sha256()
+    stack: list[tuple[str, Any]] = [("", {k: v for k, v in obj.items() if k != DIGEST})]
+    while stack:
+        name, value = stack.pop()
+        if isinstance(value, dict):
+            stack += [(f"{name}/{k}", v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]), reverse=True)]
+        elif isinstance(value, (list, tuple)):
+            stack += [(f"{name}/{i}", v) for i, v in reversed(list(enumerate(value)))]
+        elif isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"{name}:{t.dtype}{tuple(t.shape)}\n".encode())
+            h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+        else:
+            h.update(f"{name}={value!r}\n".encode())
+    return h.hexdigest()
+
+
 def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save `obj` to `path` atomically."""
+    """torch.save `obj` to `path` atomically; a dict gets its `digest` under `DIGEST`."""
+    if isinstance(obj, dict):
+        obj = {**obj, DIGEST: digest(obj)}
     write_atomic(path, lambda f: torch.save(obj, f))
 
 
-def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint without unpickling code; a bad file gives one clear line."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
+def _unpickle(path: Path, map_location: str | torch.device) -> Any:
+    """torch.load with weights_only=True; whatever a file that is no checkpoint makes it raise becomes one line.
+
+    The unpickler, the zip reader and the tensor rebuilders raise almost anything on random
+    bytes (IndexError, KeyError, struct.error, ...), so every Exception is caught here, the
+    one place that reads the file. MemoryError says more about the machine than the file; it
+    propagates, like KeyboardInterrupt and SystemExit (which are not Exceptions).
+    """
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except MemoryError:
+        raise
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{path}: not a usable checkpoint (corrupt, or not made by lvae): the safe loader (weights_only=True) "
                               f"refused it: {_weights_only_reason(e)}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"{path}: not a usable checkpoint (truncated, corrupt or not made by lvae): {_first_line(e)}") from None
+    except Exception as e:
+        plain = isinstance(e, (RuntimeError, EOFError, zipfile.BadZipFile, OSError))  # messages that read well alone
+        detail = first_line(e) if plain else f"{type(e).__name__}: {first_line(e)}"
+        raise CheckpointError(f"{path}: not a usable checkpoint (truncated, corrupt or not made by lvae): {detail}") from None
+
+
+def _matches_digest(obj: dict[str, Any], expected: Any) -> bool:
+    try:
+        return expected == digest(obj)
+    except (RuntimeError, TypeError, ValueError):  # a tensor lvae never writes (sparse, quantized): not ours
+        return False
+
+
+def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint without unpickling code, and check its digest; a bad file gives one clear line.
+
+    The dict comes back without its `DIGEST` entry.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    obj = _unpickle(path, map_location)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not an lvae checkpoint (holds a {type(obj).__name__}, not a dict)")
+    expected = obj.pop(DIGEST, None)
+    if expected is not None and not _matches_digest(obj, expected):
+        raise CheckpointError(f"{path}: corrupt: its tensors and values do not match the digest written with them (the file changed after "
+                              f"it was saved: a disk or copy error); use another copy")
     return obj
 
 
@@ -130,7 +189,7 @@ def load_config(path: Path):
     try:
         return RunConfig.from_dict(json.loads(path.read_text()))
     except (ValueError, TypeError, KeyError, AttributeError) as e:
-        raise CheckpointError(f"{path}: not a valid run config ({type(e).__name__}: {_first_line(e)}); "
+        raise CheckpointError(f"{path}: not a valid run config ({type(e).__name__}: {first_line(e)}); "
                           f"restore it, or start a new run with --overwrite") from None
 
 
@@ -145,5 +204,5 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu"):
     try:
         model.load_state_dict(sd["model"])
     except (KeyError, RuntimeError, TypeError) as e:
-        raise CheckpointError(f"{run_dir / LATEST}: does not match {run_dir / 'config.json'}: {_first_line(e)}") from None
+        raise CheckpointError(f"{run_dir / LATEST}: does not match {run_dir / 'config.json'}: {first_line(e)}") from None
     return cfg, model.eval()

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from lvae import checkpoint as ckpt
 from lvae.data import Split
+from lvae.progress import progress_bar
 
 ASSET = Path(__file__).parent / "assets" / "mnist_classifier.pt"
 FEATURES = 128
@@ -69,7 +69,7 @@ def train_classifier(train: Split, test: Split, epochs: int = 4, batch_size: int
     model.train()
     for epoch in range(epochs):
         order = torch.randperm(len(train), generator=gen)
-        bar = tqdm(range(len(train) // batch_size), desc=f"classifier epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        bar = progress_bar(range(len(train) // batch_size), enabled=progress, desc=f"classifier epoch {epoch + 1}/{epochs}")
         for b in bar:
             idx = order[b * batch_size : (b + 1) * batch_size]
             loss = F.cross_entropy(model(_augment(train.images[idx], gen)), train.labels[idx])

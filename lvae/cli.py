@@ -52,7 +52,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="run folder")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar and no per-epoch line (the bar is drawn only on a terminal or in a notebook anyway)")
 
 
 def config_from_args(a: argparse.Namespace) -> RunConfig:

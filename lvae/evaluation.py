@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from lvae import checkpoint as ckpt
 from lvae.classifier import class_histogram, features, kl_to_uniform, load_classifier, predict
@@ -31,6 +30,7 @@ from lvae.data import load_split
 from lvae.fid import frechet_distance
 from lvae.losses import log_likelihood
 from lvae.model import HierarchicalModel, ModelOutput
+from lvae.progress import progress_bar
 from lvae.training import evaluation_inputs, split_elbo
 
 ACTIVE_THRESHOLD = 0.01
@@ -116,7 +116,7 @@ def iw_log_likelihood(model: HierarchicalModel, x_all: Tensor, k: int, likelihoo
     chunk = chunk or auto_chunk(model, x_all[:1].to(device))
     images_per_batch = max(1, min(len(x_all), chunk // k)) if k < chunk else 1
     estimates, mean_lw = [], []
-    with tqdm(total=len(x_all), desc=f"IW bound (K={k})", unit="img", disable=not progress, leave=False) as bar:
+    with progress_bar(total=len(x_all), enabled=progress, desc=f"IW bound (K={k})", unit="img") as bar:
         for i in range(0, len(x_all), images_per_batch):
             x = x_all[i : i + images_per_batch].to(device)
             lw = importance_log_weights(model, x, k, likelihood, output_variance, chunk)  # (B, K)

@@ -60,9 +60,13 @@ def load_model(path: Path):
     from lvae.model import build_model
 
     sd = ckpt.load(path)
-    cfg = RunConfig.from_dict(sd["config"])
-    model = build_model(cfg.model_kind, cfg.model)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd["model"].items()})
+    try:
+        cfg = RunConfig.from_dict(sd["config"])
+        model = build_model(cfg.model_kind, cfg.model)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd["model"].items()})
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:  # files older than the digest can be damaged unseen
+        raise ckpt.CheckpointError(f"{path}: not a weights file that this version of lvae reads ({type(e).__name__}: "
+                                   f"{ckpt.first_line(e)})") from None
     return cfg, model.eval()
 
 

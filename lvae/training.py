@@ -35,7 +35,6 @@ from typing import Any, Iterator
 
 import torch
 from torch.utils.data.distributed import DistributedSampler
-from tqdm.auto import tqdm
 
 from lvae import checkpoint as ckpt
 from lvae import distributed as dist_utils
@@ -43,6 +42,7 @@ from lvae.config import ConfigError, RunConfig, validate
 from lvae.data import Split, binarize, fixed_binarization
 from lvae.losses import compute_loss, kl_per_unit, log_likelihood
 from lvae.model import HierarchicalModel, build_model
+from lvae.progress import print_line, progress_bar
 from lvae.schedules import beta_at, lr_at
 
 # Fields a resumed run may change; anything else must match the checkpoint. Changing one
@@ -244,7 +244,14 @@ def _test_signal() -> tuple[int, int] | None:
 
 
 class Trainer:
-    """Trains one run into `run_dir`; `fit()` can be called on a fresh or a resumed run."""
+    """Trains one run into `run_dir`; `fit()` can be called on a fresh or a resumed run.
+
+    `progress=True` prints one line per epoch (test ELBO, recon, KL per layer, seconds) to
+    stdout, and draws a bar per epoch only where someone watches (a terminal or a notebook:
+    `lvae.progress`), so a log file gets the epoch lines and no redraws. `progress=False`
+    (`--no-progress`) prints neither: for callers that keep their own log (epochs.jsonl has
+    the same numbers).
+    """
 
     def __init__(self, cfg: RunConfig, run_dir: Path, train_split: Split, test_split: Split, progress: bool = True,
                  data_root: Path | None = None):
@@ -333,6 +340,8 @@ class Trainer:
             fields = "; ".join(f"{k}: checkpoint {_short(a)}, this run {_short(b)}" for k, (a, b) in diffs.items())
             raise ckpt.CheckpointError(f"{path} was made with another configuration; differing fields: {fields}")
         data = sd.get("data")  # absent in checkpoints older than this check
+        if data is not None and not (isinstance(data, dict) and {"images", "sha256"} <= data.keys()):
+            raise ckpt.CheckpointError(f"{path}: not an lvae training checkpoint (damaged data entry {_short(data)})")
         if data and (data["images"], data["sha256"]) != (self.data["images"], self.data["sha256"]):
             where = f" from {data['root']}" if data.get("root") else ""
             raise ckpt.CheckpointError(f"{path} was trained on other data ({data['images']} images{where}, sha256 {data['sha256'][:12]}); "
@@ -464,8 +473,8 @@ class Trainer:
             while s.epoch < cfg.train.epochs:
                 self.sampler.set_epoch(s.epoch)
                 order = torch.tensor(list(self.sampler))
-                bar = tqdm(range(s.batch_in_epoch, self.iters_per_epoch), desc=f"epoch {s.epoch + 1}/{cfg.train.epochs}",
-                           disable=not (self.progress and self.dist.is_main), leave=False)
+                bar = progress_bar(range(s.batch_in_epoch, self.iters_per_epoch), enabled=self.progress and self.dist.is_main,
+                                   desc=f"epoch {s.epoch + 1}/{cfg.train.epochs}")
                 t0 = time.perf_counter()
                 for b in bar:
                     idx = order[b * self.local_batch : (b + 1) * self.local_batch]
@@ -495,7 +504,7 @@ class Trainer:
                     _append_jsonl(self.run_dir / "epochs.jsonl",
                                   [{"epoch": s.epoch, "seconds": epoch_time, "train_elbo": train_elbo, **last_eval}])
                     if self.progress:
-                        tqdm.write(f"epoch {s.epoch + 1}: test ELBO {last_eval['elbo']:.2f} nats "
+                        print_line(f"epoch {s.epoch + 1}: test ELBO {last_eval['elbo']:.2f} nats "
                                    f"(recon {last_eval['recon']:.2f}, KL {[round(k, 2) for k in last_eval['kl']]}) in {epoch_time:.1f}s")
                 s.epoch += 1
                 s.batch_in_epoch = 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,8 +138,9 @@ CASES = [
     # checkpoints
     Case("checkpoint-truncated", lambda w: resume(w, "--epochs", "2"), "{run}/checkpoint.pt: not a usable checkpoint (truncated, corrupt or not made by lvae)",
          setup=lambda w: truncate(w.run / "checkpoint.pt")),
+    # seeded: on these bytes torch's safe unpickler raises IndexError (once os.urandom, which failed only now and then)
     Case("checkpoint-random-bytes", lambda w: resume(w, "--epochs", "2"), "{run}/checkpoint.pt: not a usable checkpoint",
-         setup=lambda w: ((w.run / "checkpoint.pt").unlink(), (w.run / "checkpoint.pt").write_bytes(os.urandom(4096)))),
+         setup=lambda w: ((w.run / "checkpoint.pt").unlink(), (w.run / "checkpoint.pt").write_bytes(random.Random(2).randbytes(4096)))),
     Case("checkpoint-runs-code", lambda w: resume(w, "--epochs", "2"),
          "{run}/checkpoint.pt: not a usable checkpoint (corrupt, or not made by lvae): the safe loader (weights_only=True) refused it: "
          "Trying to load unsupported GLOBAL posix.mkdir", setup=malicious_checkpoint),
