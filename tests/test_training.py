@@ -54,12 +54,16 @@ def test_cli_train_and_sample_end_to_end(tmp_path, tiny_data, capsys):
     assert Image.open(tmp_path / "s.png").size == (4 * 28 + 5 * 2,) * 2
 
 
-def test_cli_vae_paper_config(tmp_path, tiny_data):
-    out = tmp_path / "vae"
-    rc = main(["train", "--config", "paper", "--model", "vae", "--epochs", "1", "--batch-size", "64",
+@pytest.mark.parametrize("kind", ["hvae", "top-vae"])
+def test_cli_trains_the_other_models_on_the_paper_config(tmp_path, tiny_data, kind):
+    out = tmp_path / kind
+    rc = main(["train", "--config", "paper", "--model", kind, "--depth", "3", "--epochs", "1", "--batch-size", "64",
                "--data-root", str(tiny_data), "--out", str(out), "--no-progress"])
     assert rc == 0
-    assert json.loads((out / "config.json").read_text())["model_kind"] == "vae"
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model_kind"] == kind and len(cfg["model"]["layers"]) == 3
+    row = read_jsonl(out / "epochs.jsonl")[0]
+    assert len(row["kl"]) == (3 if kind == "hvae" else 1) and row["train_elbo"] < 0
 
 
 def test_cli_data_command_offline(tmp_path, monkeypatch, capsys):
