@@ -10,6 +10,7 @@ import torch
 from lvae import figures
 from lvae.config import ConfigError
 from lvae.figures import Budget, Results
+from lvae.training import TEST_SIGNAL_ENV, Interrupted
 
 TINY = Budget(train_limit=256, epochs=1, warmup_limit=256, warmup_epochs=3, warmup_length=2, eval_images=64,
               prior_samples=40, iw_samples=4, iw_images=16, trainer_test_images=64, tag="")
@@ -105,13 +106,14 @@ def test_estimate_counts_every_step_and_test_pass(monkeypatch):
     assert seconds == pytest.approx(3 * (2 * 1.0 + 64 * 1.0 / 128))
 
 
-def test_a_half_done_run_is_resumed_and_a_dead_one_restarted(results, tmp_path, capsys):
-    cfg = figures.headline_config("lvae", TINY)
+def test_a_half_done_run_is_resumed_and_a_dead_one_restarted(results, tmp_path, capsys, monkeypatch):
+    cfg = figures.headline_config("lvae", TINY)  # 2 iterations per epoch
     cfg.train.epochs = 2
     run = tmp_path / "runs" / "half"
-    short = replace(cfg, train=replace(cfg.train, epochs=1))
-    figures.ensure_run(short, run, results.data, progress=False)
-    (run / "config.json").write_text((run / "config.json").read_text().replace('"epochs": 1', '"epochs": 2'))
+    with monkeypatch.context() as m, pytest.raises(Interrupted):
+        m.setenv(TEST_SIGNAL_ENV, "SIGINT@2")  # Ctrl-C at the end of epoch 1: the next step is saved, then training stops
+        figures.ensure_run(cfg, run, results.data, progress=False)
+    assert not figures.is_complete(run, cfg)
     figures.ensure_run(cfg, run, results.data, progress=False)
     assert "resuming" in capsys.readouterr().out
     assert figures.is_complete(run, cfg)

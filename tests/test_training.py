@@ -56,10 +56,10 @@ def test_cli_train_and_sample_end_to_end(tmp_path, tiny_data, capsys):
 
 def test_cli_vae_paper_config(tmp_path, tiny_data):
     out = tmp_path / "vae"
-    rc = main(["train", "--config", "paper", "--model", "vae", "--epochs", "1", "--batch-size", "64",
+    rc = main(["train", "--config", "paper", "--model", "top-vae", "--epochs", "1", "--batch-size", "64",
                "--data-root", str(tiny_data), "--out", str(out), "--no-progress"])
     assert rc == 0
-    assert json.loads((out / "config.json").read_text())["model_kind"] == "vae"
+    assert json.loads((out / "config.json").read_text())["model_kind"] == "top-vae"
 
 
 def test_cli_data_command_offline(tmp_path, monkeypatch, capsys):
