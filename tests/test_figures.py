@@ -4,6 +4,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,7 +58,8 @@ def test_every_figure_is_drawn_and_runs_are_reused(results, tmp_path, capsys):
     written = figures.build_figures(out_dir=out, results=results)
     paper_figures = {n for n in figures.FIGURES if n.startswith("paper_")}  # tests/test_paper.py draws those
     assert sorted(p.name for p in written) == sorted(set(figures.FIGURES) - paper_figures)
-    assert all(p.stat().st_size > 5000 for p in written)
+    for p in written:
+        assert_drawn(p, like=figures.FIGURES_DIR / p.name)
     log = capsys.readouterr().out
     assert log.count("skipped paper_") == len(paper_figures)  # the paper runs' results are not in this folder
     assert log.count("training ") == 5 and "epochs x" in log  # 2 headline + 3 warm-up runs, each announced
@@ -74,6 +76,18 @@ def test_every_figure_is_drawn_and_runs_are_reused(results, tmp_path, capsys):
     assert "training " not in capsys.readouterr().out and ckpt.stat().st_mtime_ns == before
     for b in again:
         assert (out / b.name).read_bytes() == b.read_bytes(), b.name
+
+
+def assert_drawn(png: Path, like: Path) -> None:
+    """A PNG at the fixed dpi, as large as the committed figure of that name, with something drawn on it:
+    a blank or nearly empty canvas, another layout or another resolution fails."""
+    from PIL import Image
+
+    with Image.open(png) as im, Image.open(like) as committed:
+        assert im.info["dpi"] == pytest.approx((figures.DPI, figures.DPI), abs=0.05), png.name
+        assert im.size == committed.size, png.name
+        grey = np.asarray(im.convert("L"))
+    assert (grey < 128).mean() > 0.005 and len(np.unique(grey)) > 16, png.name  # ink: lines, text, images
 
 
 def test_a_run_folder_of_another_config_is_never_overwritten(results, tmp_path):
