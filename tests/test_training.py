@@ -2,12 +2,15 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
+from lvae.checkpoint import load_run
 from lvae.cli import main
 from lvae.config import seed_config
 from lvae.data import load_split
+from lvae.model import TopLatentVAE
 from lvae.training import Trainer, read_jsonl
 from conftest import dense_config
 
@@ -48,10 +51,22 @@ def test_cli_train_and_sample_end_to_end(tmp_path, tiny_data, capsys):
     assert cfg["name"] == "seed" and cfg["train"]["limit"] == 128
     assert len(read_jsonl(out / "history.jsonl")) == 4
     assert torch.load(out / "checkpoint.pt", weights_only=True)["state"]["iteration"] == 4
-    assert main(["sample", str(out), "--n", "16", "--out", str(tmp_path / "s.png")]) == 0
-    from PIL import Image
+    assert main(["sample", str(out), "--n", "16", "--seed", "3", "--out", str(tmp_path / "s.png")]) == 0
+    assert_png_shows(tmp_path / "s.png", load_run(out)[1], n=16, seed=3)
 
-    assert Image.open(tmp_path / "s.png").size == (4 * 28 + 5 * 2,) * 2
+
+def assert_png_shows(png, model, n: int, seed: int) -> None:
+    """The PNG is the 4 x 4 grid of the model's n prior samples drawn from `seed`, to one grey level."""
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        expected = make_grid(model.generate(n), nrow=4, padding=2)[0].mul(255).add(0.5).clamp(0, 255).floor()  # as save_image rounds
+    shown = torch.from_numpy(np.asarray(Image.open(png).convert("L"), dtype=np.float32))
+    assert shown.shape == expected.shape == (4 * 28 + 5 * 2,) * 2
+    assert (shown - expected).abs().max() <= 1
+    assert expected.std() > 10  # samples, not a blank page
 
 
 def test_cli_vae_paper_config(tmp_path, tiny_data):
@@ -60,6 +75,10 @@ def test_cli_vae_paper_config(tmp_path, tiny_data):
                "--data-root", str(tiny_data), "--out", str(out), "--no-progress"])
     assert rc == 0
     assert json.loads((out / "config.json").read_text())["model_kind"] == "top-vae"
+    cfg, model = load_run(out)
+    assert isinstance(model, TopLatentVAE) and model.latent_layers == [4]  # only the top of the five rungs is stochastic
+    rows = read_jsonl(out / "history.jsonl")
+    assert len(rows) == 256 // 64 and all(len(r["kl"]) == 1 and r["kl"][0] > 0 for r in rows)  # one KL per step: the top's
 
 
 def test_cli_data_command_offline(tmp_path, monkeypatch, capsys):
