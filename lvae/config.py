@@ -121,6 +121,11 @@ class TrainConfig:
     # "cosine": anneal from `lr` to `lr_min` over the run, per iteration; "constant": `lr` throughout.
     lr_schedule: LRSchedule = "constant"
     lr_min: float = 0.0
+    # The epochs the cosine lr and a whole-run beta warm-up (steps=None) are laid out over, fixed
+    # when the run starts: a resumed run's new `epochs` moves where training stops, never the
+    # rates and betas it has already used. None: not fixed yet (a fresh run takes `epochs`, a
+    # resumed one its checkpoint's); see `horizon`.
+    schedule_epochs: int | None = None
     seed: int = 0
     device: str = "cpu"
     dataset: DatasetName = "mnist"
@@ -132,6 +137,11 @@ class TrainConfig:
     # forward pass (the loss stays float32) and torch.compile of the model.
     amp: str = "off"
     compile: bool = False
+
+    @property
+    def horizon(self) -> int:
+        """The epochs the schedules span: `schedule_epochs` once the run has fixed it, else `epochs`."""
+        return self.epochs if self.schedule_epochs is None else self.schedule_epochs
 
 
 @dataclass
@@ -285,6 +295,14 @@ def validate(cfg: RunConfig) -> None:
     if t.lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"unknown lr schedule {t.lr_schedule!r}; choose one of {LR_SCHEDULES}")
     _finite(t.lr_min, "lr_min", 0.0)
+    if t.schedule_epochs is not None:
+        _positive_int(t.schedule_epochs, "schedule_epochs")
+    if t.lr_schedule == "cosine" and t.lr_min == 0 and t.epochs > t.horizon:
+        # Past its horizon the cosine holds lr_min; at 0 every extra epoch would leave the weights as they are.
+        raise ConfigError(f"{t.epochs} epochs go past the {t.horizon} that this run's cosine learning rate was laid out over "
+                          f"when it started, and past them the rate stays at --lr-min 0: the extra epochs would not train. "
+                          f"The schedule is fixed so that a resume never rewrites the rates already used; "
+                          f"train at most {t.horizon} epochs, or start a new run with --epochs {t.epochs}")
     if t.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {t.dataset!r}; choose one of {DATASETS}")
     if t.limit is not None:

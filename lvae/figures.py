@@ -160,7 +160,8 @@ def config_mismatch(run_dir: Path, cfg: RunConfig) -> list[str]:
 
 
 def config_mismatch_dict(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
-    diffs = ckpt.config_differences(saved, normalised_config(cfg))
+    """`config_mismatch` for a saved config dict, read as this version reads it (fields added since take their defaults)."""
+    diffs = ckpt.config_differences(normalised_config(RunConfig.from_dict(saved)), normalised_config(cfg))
     return [f"{k}: {a!r} there, {b!r} wanted" for k, (a, b) in diffs.items() if not k.startswith(IGNORED_FIELDS)]
 
 

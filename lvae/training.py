@@ -11,6 +11,11 @@ Resuming is exact: beta is a function of the iteration, the data order a functio
 the checkpoint; the learning rate, like beta, is a pure function of the iteration
 (`lr_at`). Log rows written after the checkpoint are dropped on resume.
 
+Schedules that span the run (a cosine lr, a warm-up with `steps=None`) are laid out over
+the horizon the run fixed when it started (`train.schedule_epochs`, in config.json and every
+checkpoint), so a resume with another `--epochs` only moves where training stops: the rates
+and betas already used are never rewritten.
+
 Under torchrun every rank runs this loop on its share of each global batch; logged values
 are means over ranks, and every decision to stop (Ctrl-C, NaN) is taken from all-reduced
 values so the ranks stop together.
@@ -18,6 +23,7 @@ values so the ranks stop together.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -43,7 +49,7 @@ from lvae.data import Split, binarize, fixed_binarization
 from lvae.losses import compute_loss, kl_per_unit, log_likelihood
 from lvae.model import HierarchicalModel, build_model
 from lvae.progress import print_line, progress_bar
-from lvae.schedules import beta_at, lr_at
+from lvae.schedules import beta_at, horizon_schedules, lr_at
 
 # Fields a resumed run may change; anything else must match the checkpoint. Changing one
 # of them (other than epochs, checkpoint_every, keep_checkpoints) ends bit-for-bit repeatability.
@@ -218,8 +224,14 @@ def _truncate_jsonl(path: Path, key: str, limit: int) -> None:
 
 
 def normalised_config(cfg: RunConfig) -> dict[str, Any]:
-    """The config as JSON would give it back (tuples become lists), for saving and comparing."""
-    return json.loads(json.dumps(cfg.to_dict()))
+    """The config as JSON would give it back (tuples become lists), for saving and comparing.
+
+    The schedules' horizon is filled in (`train.horizon`): a config that has not fixed it yet
+    means its own `epochs`, and compares equal to a run that fixed it there.
+    """
+    d = json.loads(json.dumps(cfg.to_dict()))
+    d["train"]["schedule_epochs"] = cfg.train.horizon
+    return d
 
 
 def _short(value: Any, n: int = 80) -> str:
@@ -256,7 +268,7 @@ class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path, train_split: Split, test_split: Split, progress: bool = True,
                  data_root: Path | None = None):
         validate(cfg)
-        self.cfg = cfg
+        self.cfg = copy.deepcopy(cfg)  # the run fixes its schedules' horizon in it; the caller's stays as given
         self.run_dir = Path(run_dir)
         self.progress = progress
         t = cfg.train
@@ -287,7 +299,6 @@ class Trainer:
         )
         self.local_batch = t.batch_size // self.dist.world_size
         self.iters_per_epoch = len(self.sampler) // self.local_batch
-        self.total_iters = self.iters_per_epoch * t.epochs
         self.state = TrainState()
         self.last_saved: int | None = None  # iteration of the newest checkpoint on disk
         self.recent_grad_norms: deque[float] = deque(maxlen=200)
@@ -332,9 +343,12 @@ class Trainer:
         if missing:
             raise ckpt.CheckpointError(f"{path}: not an lvae training checkpoint (no {', '.join(sorted(missing))})")
         try:
-            saved = normalised_config(RunConfig.from_dict(sd["config"]))
+            saved_cfg = RunConfig.from_dict(sd["config"])
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ckpt.CheckpointError(f"{path}: its config is not one this version of lvae reads ({type(e).__name__}: {e})") from None
+        if self.cfg.train.schedule_epochs is None:  # keep the horizon the run started with (older runs: the checkpoint's epochs)
+            self.cfg.train.schedule_epochs = saved_cfg.train.horizon
+        saved = normalised_config(saved_cfg)
         diffs = {k: v for k, v in ckpt.config_differences(saved, normalised_config(self.cfg)).items() if k not in RESUMABLE_FIELDS}
         if diffs:
             fields = "; ".join(f"{k}: checkpoint {_short(a)}, this run {_short(b)}" for k, (a, b) in diffs.items())
@@ -364,12 +378,22 @@ class Trainer:
             raise ckpt.CheckpointError(f"{path}: no checkpoint yet (the run stopped before its first one); "
                                        f"start it again with --out {self.run_dir} --overwrite")
         self.load_state_dict(ckpt.load(path, map_location="cpu"), path)
+        validate(self.cfg)  # again: the horizon may have come from the checkpoint
         if self.state.epoch >= self.cfg.train.epochs:
             raise ConfigError(f"{self.run_dir} has already trained {self.state.epoch} epoch(s); "
                               f"to train further, pass --epochs N with N > {self.state.epoch}")
         if self.dist.is_main:
+            self.note_horizon()
             _truncate_jsonl(self.run_dir / "history.jsonl", "iteration", self.state.iteration)
             _truncate_jsonl(self.run_dir / "epochs.jsonl", "epoch", self.state.epoch)
+
+    def note_horizon(self) -> None:
+        """Say so when a resumed run stops elsewhere than the horizon its schedules span."""
+        t, names = self.cfg.train, horizon_schedules(self.cfg)
+        if names and t.epochs != t.horizon:
+            after = f"they hold their final values after epoch {t.horizon}" if t.epochs > t.horizon else "training stops before they end"
+            print(f"note: this run keeps the {t.horizon}-epoch horizon it started with for {' and '.join(names)}; "
+                  f"it now trains {t.epochs} epochs, so {after}", file=sys.stderr)
 
     def save(self, pending: list[dict[str, Any]]) -> None:
         """Flush the log rows, then write the checkpoint (rank 0 writes; every rank gives its RNG)."""
@@ -427,10 +451,16 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
+    def schedules(self) -> tuple[float, float]:
+        """(beta, lr) for the next step, laid out over the run's horizon rather than its current length."""
+        cfg, s, epochs = self.cfg, self.state, self.cfg.train.horizon
+        iterations = self.iters_per_epoch * epochs
+        return beta_at(cfg.objective.beta, s.iteration, s.epoch, iterations, epochs), lr_at(cfg.train, s.iteration, iterations)
+
     def step(self, x: torch.Tensor, stop_requested: bool) -> tuple[dict[str, Any], bool]:
         """One optimiser step; returns the log row (means over ranks) and whether any rank must stop."""
         cfg, s = self.cfg, self.state
-        beta = beta_at(cfg.objective.beta, s.iteration, s.epoch, self.total_iters, cfg.train.epochs)
+        beta, lr = self.schedules()
         x = model_inputs(x, cfg.model.likelihood, self.binarize_gen).to(self.device, non_blocking=True)
         with self.autocast():
             out = self.net(x)
@@ -446,7 +476,7 @@ class Trainer:
         local = torch.stack([terms.loss.detach(), terms.recon.detach(), terms.elbo, *(k.detach() for k in terms.kl)]).float()
         flag = torch.tensor([float(stop_requested)], device=local.device)
         loss, recon, elbo, *kl, stop = self.dist.sum_(torch.cat([local / self.dist.world_size, flag])).tolist()
-        row = {"iteration": s.iteration, "epoch": s.epoch, "beta": beta, "lr": lr_at(cfg.train, s.iteration, self.total_iters),
+        row = {"iteration": s.iteration, "epoch": s.epoch, "beta": beta, "lr": lr,
                "loss": loss, "recon": recon, "kl": kl, "elbo": elbo, "grad_norm": grad_norm.item()}
         problem = first_non_finite(row, row["grad_norm"])
         if problem is not None:
@@ -462,6 +492,7 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train to the configured number of epochs; returns the last test ELBO terms."""
         cfg, s = self.cfg, self.state
+        cfg.train.schedule_epochs = cfg.train.horizon  # a fresh run fixes its horizon now; a resumed one already has
         if self.dist.is_main:
             ckpt.write_atomic(self.run_dir / "config.json", lambda f: f.write((json.dumps(cfg.to_dict(), indent=2) + "\n").encode()))
         self.model.train()

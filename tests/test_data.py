@@ -91,8 +91,18 @@ def test_fashion_from_debian_layout(tmp_path):
 
 
 def test_dynamic_binarization_is_fresh_and_fixed_binarization_is_repeatable():
-    x = torch.full((4, 1, 28, 28), 0.5)
+    """Each pixel is Bernoulli(its intensity): the mean of the draws is the intensity, and two
+    calls are independent draws (E[a b] = x^2, where a repeated draw would give x)."""
+    n = 4000
+    x = torch.linspace(0, 1, 28 * 28).reshape(1, 1, 28, 28).expand(n, 1, 28, 28)  # every intensity, n copies
     g = torch.Generator().manual_seed(0)
     a, b = data.binarize(x, g), data.binarize(x, g)
-    assert set(a.unique().tolist()) <= {0.0, 1.0} and not torch.equal(a, b)
-    assert torch.equal(data.fixed_binarization(x, seed=3), data.fixed_binarization(x, seed=3))
+    assert set(a.unique().tolist()) <= {0.0, 1.0}
+
+    def near(draws, p):  # the frequency of ones within five standard errors of p, pixel by pixel
+        return ((draws.mean(0) - p).abs() <= 5 * (p * (1 - p) / n).sqrt() + 1e-6).all()
+
+    assert near(a, x[0]) and near(a * b, x[0] ** 2)
+    fixed = data.fixed_binarization(x, seed=3)
+    assert torch.equal(fixed, data.fixed_binarization(x, seed=3)) and not torch.equal(fixed, data.fixed_binarization(x, seed=4))
+    assert near(fixed, x[0])

@@ -4,12 +4,14 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from lvae import figures
 from lvae.config import ConfigError
 from lvae.figures import Budget, Results
+from lvae.training import TEST_SIGNAL_ENV, Interrupted
 
 TINY = Budget(train_limit=256, epochs=1, warmup_limit=256, warmup_epochs=3, warmup_length=2, eval_images=64,
               prior_samples=40, iw_samples=4, iw_images=16, trainer_test_images=64, tag="")
@@ -56,7 +58,8 @@ def test_every_figure_is_drawn_and_runs_are_reused(results, tmp_path, capsys):
     written = figures.build_figures(out_dir=out, results=results)
     paper_figures = {n for n in figures.FIGURES if n.startswith("paper_")}  # tests/test_paper.py draws those
     assert sorted(p.name for p in written) == sorted(set(figures.FIGURES) - paper_figures)
-    assert all(p.stat().st_size > 5000 for p in written)
+    for p in written:
+        assert_drawn(p, like=figures.FIGURES_DIR / p.name)
     log = capsys.readouterr().out
     assert log.count("skipped paper_") == len(paper_figures)  # the paper runs' results are not in this folder
     assert log.count("training ") == 5 and "epochs x" in log  # 2 headline + 3 warm-up runs, each announced
@@ -73,6 +76,18 @@ def test_every_figure_is_drawn_and_runs_are_reused(results, tmp_path, capsys):
     assert "training " not in capsys.readouterr().out and ckpt.stat().st_mtime_ns == before
     for b in again:
         assert (out / b.name).read_bytes() == b.read_bytes(), b.name
+
+
+def assert_drawn(png: Path, like: Path) -> None:
+    """A PNG at the fixed dpi, as large as the committed figure of that name, with something drawn on it:
+    a blank or nearly empty canvas, another layout or another resolution fails."""
+    from PIL import Image
+
+    with Image.open(png) as im, Image.open(like) as committed:
+        assert im.info["dpi"] == pytest.approx((figures.DPI, figures.DPI), abs=0.05), png.name
+        assert im.size == committed.size, png.name
+        grey = np.asarray(im.convert("L"))
+    assert (grey < 128).mean() > 0.005 and len(np.unique(grey)) > 16, png.name  # ink: lines, text, images
 
 
 def test_a_run_folder_of_another_config_is_never_overwritten(results, tmp_path):
@@ -105,13 +120,14 @@ def test_estimate_counts_every_step_and_test_pass(monkeypatch):
     assert seconds == pytest.approx(3 * (2 * 1.0 + 64 * 1.0 / 128))
 
 
-def test_a_half_done_run_is_resumed_and_a_dead_one_restarted(results, tmp_path, capsys):
-    cfg = figures.headline_config("lvae", TINY)
+def test_a_half_done_run_is_resumed_and_a_dead_one_restarted(results, tmp_path, capsys, monkeypatch):
+    cfg = figures.headline_config("lvae", TINY)  # 2 iterations per epoch
     cfg.train.epochs = 2
     run = tmp_path / "runs" / "half"
-    short = replace(cfg, train=replace(cfg.train, epochs=1))
-    figures.ensure_run(short, run, results.data, progress=False)
-    (run / "config.json").write_text((run / "config.json").read_text().replace('"epochs": 1', '"epochs": 2'))
+    with monkeypatch.context() as m, pytest.raises(Interrupted):
+        m.setenv(TEST_SIGNAL_ENV, "SIGINT@2")  # Ctrl-C at the end of epoch 1: the next step is saved, then training stops
+        figures.ensure_run(cfg, run, results.data, progress=False)
+    assert not figures.is_complete(run, cfg)
     figures.ensure_run(cfg, run, results.data, progress=False)
     assert "resuming" in capsys.readouterr().out
     assert figures.is_complete(run, cfg)

@@ -27,17 +27,22 @@ def texts(fig: Figure) -> str:
     return " | ".join(out)
 
 
-def test_image_grid_tiles_images_with_white_gutters():
-    images = torch.zeros(6, 1, 28, 28)
+def test_image_grid_tiles_images_in_reading_order_with_white_gutters():
+    images = torch.rand(6, 1, 28, 28) * 0.9
     grid = plots.image_grid(images, nrow=3)
     assert grid.shape == (2 * 28 + 3 * 2, 3 * 28 + 4 * 2)
-    assert grid[0, 0] == 1.0 and grid[2, 2] == 0.0  # gutter white, image black
+    for i, image in enumerate(images):  # image i in row i // 3, column i % 3, after the 2-pixel gutters
+        top, left = 2 + 30 * (i // 3), 2 + 30 * (i % 3)
+        assert np.array_equal(grid[top : top + 28, left : left + 28], image[0].numpy()), i
+    assert (grid[:2] == 1.0).all() and (grid[:, 30:32] == 1.0).all()  # gutters white
 
 
 def test_image_grids_and_rows_take_tensors_with_grad():
     x = torch.rand(8, 1, 28, 28, requires_grad=True)
     fig = plots.image_grids({"LVAE": x, "VAE": x.detach().numpy()}, nrow=4, title="samples")
     assert len(fig.axes) == 2 and "LVAE" in texts(fig) and "VAE" in texts(fig)
+    for ax in fig.axes:  # each panel shows the images themselves
+        assert np.array_equal(ax.images[0].get_array(), plots.image_grid(x.detach(), nrow=4))
     fig = plots.image_rows({"data": x[:5], "recon": x[:5]})
     assert [ax.get_ylabel() for ax in fig.axes] == ["data", "recon"]
 
@@ -97,6 +102,9 @@ def test_top_latent_draws_the_prior_circles_and_one_density_per_unit():
     assert "N(0, 1)" in texts(fig)
 
 
-def test_beta_schedules_x_axis_in_epochs():
-    fig = plots.beta_schedules({"a": [0.0] * 10 + [1.0] * 10}, iterations_per_epoch=10)
-    assert fig.axes[0].lines[0].get_xdata()[-1] == pytest.approx(1.9)
+def test_beta_schedules_draw_each_curve_against_epochs():
+    curves = {"a": [0.0] * 10 + [1.0] * 10, "b": [i / 19 for i in range(20)]}
+    fig = plots.beta_schedules(curves, iterations_per_epoch=10)
+    for line, beta in zip(fig.axes[0].lines, curves.values()):
+        assert np.allclose(line.get_xdata(), np.arange(20) / 10) and list(line.get_ydata()) == beta
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == list(curves)

@@ -37,6 +37,11 @@ def load(run: Path) -> dict:
     return torch.load(run / ckpt.LATEST, weights_only=True)
 
 
+def position(run: Path) -> dict:
+    """Where the run's checkpoint stands: iteration, epoch and batch within it."""
+    return {k: load(run)["state"][k] for k in ("iteration", "epoch", "batch_in_epoch")}
+
+
 def assert_same_tensors(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for k in a:
@@ -47,11 +52,6 @@ def without_seconds(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
-def position(sd: dict) -> dict:
-    """Where a checkpoint says the run is (its state also carries the epoch's running train ELBO)."""
-    return {k: sd["state"][k] for k in ("iteration", "epoch", "batch_in_epoch")}
-
-
 def test_sigkill_mid_epoch_then_sigterm_then_resume_is_bit_identical(tmp_path, tiny_data):
     """The reference and the last leg run in this process with one thread, like the subprocesses."""
     args = [*PAPER, "--epochs", "2", "--data-root", tiny_data]
@@ -60,7 +60,7 @@ def test_sigkill_mid_epoch_then_sigterm_then_resume_is_bit_identical(tmp_path, t
 
     killed = run_lvae("train", *args, "--out", run, env={TEST_SIGNAL_ENV: "SIGKILL@5"})
     assert killed.returncode == -signal.SIGKILL
-    assert position(load(run)) == {"iteration": 3, "epoch": 0, "batch_in_epoch": 3}  # mid-epoch
+    assert position(run) == {"iteration": 3, "epoch": 0, "batch_in_epoch": 3}  # mid-epoch
     assert len(read_jsonl(run / "history.jsonl")) == 3  # rows of iterations 3 and 4 died with the process
 
     # SIGTERM (a cluster's preemption; Ctrl-C is tested below) after iteration 10: the next step
@@ -69,7 +69,7 @@ def test_sigkill_mid_epoch_then_sigterm_then_resume_is_bit_identical(tmp_path, t
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
     assert f"SIGTERM at iteration 11: checkpoint saved in {run / ckpt.LATEST}. Resume with: python -m lvae train --resume {run}" in stopped.stderr
     assert "Traceback" not in stopped.stderr
-    assert position(load(run)) == {"iteration": 11, "epoch": 1, "batch_in_epoch": 3}
+    assert position(run) == {"iteration": 11, "epoch": 1, "batch_in_epoch": 3}
 
     assert main(["train", "--resume", str(run), "--data-root", str(tiny_data), "--no-progress"]) == 0
     a, b = load(ref), load(run)
@@ -239,3 +239,53 @@ def test_bf16_autocast_runs_the_model_in_bf16_and_logs_float32(tmp_path, tiny_da
     assert len(rows) == 8 and all(torch.isfinite(torch.tensor([r["loss"], *r["kl"]])).all() for r in rows)
     assert all(p.dtype == torch.float32 for p in t.model.parameters())
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["amp"] == "bf16"
+
+
+# ----------------------------------------------------------------------------- the schedules' horizon
+
+# seed config (beta rises over the whole run) with a cosine lr: both span the run. 128 images, batch 32: 4 iterations/epoch.
+SPANNING = ["--config", "seed", "--lr-schedule", "cosine", "--lr-min", "1e-4", "--batch-size", "32", "--limit", "128", "--no-progress"]
+IPE = 4
+
+
+def schedule_rows(run: Path) -> list[tuple[float, float]]:
+    return [(r["lr"], r["beta"]) for r in read_jsonl(run / "history.jsonl")]
+
+
+@pytest.mark.parametrize("new_epochs", [5, 2], ids=["longer", "shorter"])
+def test_a_new_epochs_on_resume_never_rewrites_the_schedule_already_used(tmp_path, tiny_data, monkeypatch, new_epochs):
+    """Started for 3 epochs, stopped in epoch 2, resumed with --epochs 5 (or 2): lr and beta
+    up to epoch 3 are those of the uninterrupted 3-epoch run; after it they hold lr_min and beta's end."""
+    args = [*SPANNING, "--epochs", "3", "--data-root", tiny_data]
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert main(["train", *map(str, args), "--out", str(ref)]) == 0
+    with monkeypatch.context() as m:
+        m.setenv(TEST_SIGNAL_ENV, "SIGINT@5")
+        assert main(["train", *map(str, args), "--out", str(run)]) == 130
+    assert main(["train", "--resume", str(run), "--epochs", str(new_epochs), "--data-root", str(tiny_data), "--no-progress"]) == 0
+
+    planned, resumed = schedule_rows(ref), schedule_rows(run)
+    assert len(planned) == 3 * IPE and len(resumed) == new_epochs * IPE
+    assert resumed[: 3 * IPE] == planned[: new_epochs * IPE]  # the part both ran is the same, bit for bit
+    assert planned[-1][1] == pytest.approx(0.5) and planned[-1][0] < 2e-4  # the plan: beta reaches its end as the lr falls
+    assert all(row == (1e-4, 0.5) for row in resumed[3 * IPE :])  # past the horizon both hold their final values
+    assert json.loads((run / "config.json").read_text())["train"]["schedule_epochs"] == 3
+
+
+def test_a_run_saved_before_the_horizon_existed_keeps_its_own_epochs(tmp_path, tiny_data):
+    """Older config.json and checkpoints have no schedule_epochs: the checkpoint's epochs are the horizon."""
+    run = tmp_path / "run"
+    assert main(["train", *SPANNING, "--epochs", "2", "--data-root", str(tiny_data), "--out", str(run)]) == 0
+    before = schedule_rows(run)
+    config = json.loads((run / "config.json").read_text())
+    del config["train"]["schedule_epochs"]
+    (run / "config.json").write_text(json.dumps(config))
+    sd = load(run)
+    del sd["config"]["train"]["schedule_epochs"]
+    (run / ckpt.LATEST).unlink()  # a hard link to the numbered file: replace it, don't write through
+    torch.save(sd, run / ckpt.LATEST)
+
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--data-root", str(tiny_data), "--no-progress"]) == 0
+    after = schedule_rows(run)
+    assert after[: 2 * IPE] == before and all(row == (1e-4, 0.5) for row in after[2 * IPE :])
+    assert json.loads((run / "config.json").read_text())["train"]["schedule_epochs"] == 2

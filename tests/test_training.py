@@ -2,12 +2,15 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
+from lvae.checkpoint import load_run
 from lvae.cli import main
 from lvae.config import seed_config
 from lvae.data import load_split
+from lvae.model import HierarchicalVAE, TopLatentVAE
 from lvae.training import Trainer, read_jsonl
 from conftest import dense_config
 
@@ -48,22 +51,45 @@ def test_cli_train_and_sample_end_to_end(tmp_path, tiny_data, capsys):
     assert cfg["name"] == "seed" and cfg["train"]["limit"] == 128
     assert len(read_jsonl(out / "history.jsonl")) == 4
     assert torch.load(out / "checkpoint.pt", weights_only=True)["state"]["iteration"] == 4
-    assert main(["sample", str(out), "--n", "16", "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["sample", str(out), "--n", "16", "--seed", "3", "--out", str(tmp_path / "s.png")]) == 0
+    assert_png_shows(tmp_path / "s.png", load_run(out)[1], n=16, seed=3)
+
+
+def assert_png_shows(png, model, n: int, seed: int) -> None:
+    """The PNG is the 4 x 4 grid of the model's n prior samples drawn from `seed`, to one grey level."""
     from PIL import Image
+    from torchvision.utils import make_grid
 
-    assert Image.open(tmp_path / "s.png").size == (4 * 28 + 5 * 2,) * 2
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        expected = make_grid(model.generate(n), nrow=4, padding=2)[0].mul(255).add(0.5).clamp(0, 255).floor()  # as save_image rounds
+    shown = torch.from_numpy(np.asarray(Image.open(png).convert("L"), dtype=np.float32))
+    assert shown.shape == expected.shape == (4 * 28 + 5 * 2,) * 2
+    assert (shown - expected).abs().max() <= 1
+    assert expected.std() > 10  # samples, not a blank page
 
 
-@pytest.mark.parametrize("kind", ["hvae", "top-vae"])
-def test_cli_trains_the_other_models_on_the_paper_config(tmp_path, tiny_data, kind):
-    out = tmp_path / kind
-    rc = main(["train", "--config", "paper", "--model", kind, "--depth", "3", "--epochs", "1", "--batch-size", "64",
+def test_cli_vae_paper_config(tmp_path, tiny_data):
+    out = tmp_path / "vae"
+    rc = main(["train", "--config", "paper", "--model", "top-vae", "--epochs", "1", "--batch-size", "64",
                "--data-root", str(tiny_data), "--out", str(out), "--no-progress"])
     assert rc == 0
-    cfg = json.loads((out / "config.json").read_text())
-    assert cfg["model_kind"] == kind and len(cfg["model"]["layers"]) == 3
+    assert json.loads((out / "config.json").read_text())["model_kind"] == "top-vae"
+    cfg, model = load_run(out)
+    assert isinstance(model, TopLatentVAE) and model.latent_layers == [4]  # only the top of the five rungs is stochastic
+    rows = read_jsonl(out / "history.jsonl")
+    assert len(rows) == 256 // 64 and all(len(r["kl"]) == 1 and r["kl"][0] > 0 for r in rows)  # one KL per step: the top's
+
+
+def test_cli_trains_the_hierarchical_vae_at_a_chosen_depth(tmp_path, tiny_data):
+    out = tmp_path / "hvae"
+    rc = main(["train", "--config", "paper", "--model", "hvae", "--depth", "3", "--epochs", "1", "--batch-size", "64",
+               "--data-root", str(tiny_data), "--out", str(out), "--no-progress"])
+    assert rc == 0
+    cfg, model = load_run(out)
+    assert isinstance(model, HierarchicalVAE) and model.latent_layers == [0, 1, 2] and len(cfg.model.layers) == 3
     row = read_jsonl(out / "epochs.jsonl")[0]
-    assert len(row["kl"]) == (3 if kind == "hvae" else 1) and row["train_elbo"] < 0
+    assert len(row["kl"]) == 3 and [len(u) for u in row["kl_units"]] == [64, 32, 16] and row["train_elbo"] < 0
 
 
 def test_cli_data_command_offline(tmp_path, monkeypatch, capsys):
