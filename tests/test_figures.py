@@ -148,3 +148,11 @@ def test_paper_figure_is_drawn_from_the_committed_results(results, tmp_path):
     t = texts(fig)
     assert "1/4" in t and "2/4" in t and "det." in t and "100 epochs" in t
     assert list(fig.axes[2].lines[0].get_ydata()) == [90.0, 86.0]
+
+
+def test_source_shows_the_package_code_not_a_copy():
+    from lvae.model import LadderVAE
+
+    code = figures.source(LadderVAE.bottom_up)
+    assert code.data.startswith("def bottom_up(self, x: Tensor)")  # a method, dedented to read as a function
+    assert "out.append(head(h))" in code.data and code.language == "python"
