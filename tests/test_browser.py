@@ -30,6 +30,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import checkout_first_pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "03_kl_warmup_training.ipynb"
@@ -79,15 +80,15 @@ def prepare_lab_dir(tmp: Path) -> Path:
 def lab_environment(tmp: Path) -> dict[str, str]:
     """The server's (and so the kernel's) environment: fast mode, fresh runs, this checkout's lvae, no user state.
 
-    PYTHONPATH puts this checkout first, since the kernel starts in the copy's folder; the
-    Jupyter folders are fresh so no user setting, workspace or kernelspec changes the page.
+    The kernel starts in the copy's folder, so PYTHONPATH names this checkout; the Jupyter
+    folders are fresh so no user setting, workspace or kernelspec changes the page.
     """
     settings = tmp / "lab-settings"
     notification = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     notification.parent.mkdir(parents=True)
     notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))  # no news toast over the page
     return {**os.environ, "LVAE_FAST": "1", "LVAE_RUNS": str(tmp / "runs"),
-            "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            "PYTHONPATH": checkout_first_pythonpath(),
             "JUPYTER_CONFIG_DIR": str(tmp / "jupyter-config"), "JUPYTER_DATA_DIR": str(tmp / "jupyter-data"),
             "JUPYTER_RUNTIME_DIR": str(tmp / "jupyter-runtime"), "JUPYTERLAB_SETTINGS_DIR": str(settings),
             "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "lab-workspaces")}
