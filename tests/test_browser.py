@@ -275,6 +275,8 @@ def test_notebook_03_sliders_and_button_in_jupyterlab(lab, browser):
         wait(browser, RUN_ALL_TIMEOUT).until(all_ran, "the notebook did not finish running")
         times["run all cells"] = time.perf_counter() - t0
         assert not visible_errors(browser), visible_errors(browser)
+        loss_source = by_xpath(browser, "//div[contains(@class, 'jp-OutputArea-output')][contains(., 'def compute_loss(')]")
+        shot(browser, loss_source, "0-compute-loss-source.png")  # the package's code, shown by figures.source
 
         button = wait(browser).until(lambda d: by_css(d, ".jp-Notebook .widget-button"))[0]
         explorer = by_xpath(button, "ancestor::div[contains(@class, 'widget-vbox')][1]")
