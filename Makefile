@@ -4,7 +4,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
 
-.PHONY: setup data demo test test-fast clean-venv bench results-table figures notebooks speed-options paper
+.PHONY: setup browser data demo test test-fast clean-venv bench results-table figures notebooks speed-options paper
 
 setup: $(VENV_STAMP) $(MNIST)
 
@@ -19,6 +19,12 @@ $(VENV_STAMP): requirements.txt pyproject.toml
 
 $(MNIST): | $(VENV_STAMP)
 	$(PY) -m lvae data --dataset mnist
+
+# Debian's Chromium and chromedriver for tests/test_browser.py (never a downloaded browser); apt-get needs root.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "no Chromium and not root: tests/test_browser.py will be skipped (as root: make browser)"; fi
 
 data: setup
 	# Fashion-MNIST offline comes from Debian's dataset-fashion-mnist (apt-get, needs root).

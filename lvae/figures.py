@@ -550,6 +550,21 @@ def layer_table(model: HierarchicalModel, gaussians: list[Any]) -> "Any":
     return pd.DataFrame(rows).set_index("layer")
 
 
+def source(obj: Any) -> "Any":
+    """The package's own code of `obj` (a function, method or class), shown as a code block in a notebook.
+
+    The notebooks teach the model by showing the lines they explain and then running them on
+    real numbers; taking those lines from the package, never pasting a copy, keeps the page
+    and the tested code one and the same.
+    """
+    import inspect
+    import textwrap
+
+    from IPython.display import Code
+
+    return Code(textwrap.dedent(inspect.getsource(obj)), language="python")
+
+
 def summary_table(summaries: dict[str, RunSummary]) -> "Any":
     """One row per run: the final test ELBO terms, KL and active units per layer (bottom first)."""
     import pandas as pd

@@ -7,6 +7,11 @@ nothing worth testing on their own, and the tests set the sliders' values direct
 The effect shown is measured, never extrapolated: the cached runs of the warm-up study
 (the slider's schedule is matched to the nearest of them), plus any run the user trains
 with the button, at the study's size.
+
+What a button's callback prints goes nowhere visible by itself: JupyterLab files the
+output of a widget callback in its Log Console, not under the cell. So training runs
+inside the widget's own `log` Output area, where its progress (and any error) is seen.
+tests/test_browser.py checks this, and the button's full label, in a real browser.
 """
 
 from __future__ import annotations
@@ -77,6 +82,13 @@ def draw(view: WarmupView, runs: Mapping[str, RunSummary]) -> Figure:
     return fig
 
 
+def _in_kernel() -> bool:
+    """Whether an IPython shell runs this (a notebook); in plain Python the widgets only hold state."""
+    from IPython import get_ipython
+
+    return get_ipython() is not None
+
+
 def _png_base64(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
@@ -102,13 +114,16 @@ class WarmupExplorer:
         self.end = w.FloatSlider(value=end, min=0.0, max=1.0, step=0.05, description="β end", continuous_update=False)
         self.length = w.IntSlider(value=length or max(1, epochs // 2), min=1, max=epochs, description="epochs", continuous_update=False)
         self.per = w.ToggleButtons(options=list(KINDS), value=per, description="rises")
-        self.button = w.Button(description="train this schedule", disabled=train is None, icon="play")
+        # width auto: at the default width JupyterLab cuts the label to 'train this sche…'
+        self.button = w.Button(description="train this schedule", disabled=train is None, icon="play",
+                               layout=w.Layout(width="auto", flex="0 0 auto"))
         self.status = w.HTML()
+        self.log = w.Output()  # the button's training progress (see the module docstring)
         self.output = w.Output()
         for control in (self.start, self.end, self.length, self.per):
             control.observe(lambda _change: self.refresh(), names="value")
         self.button.on_click(lambda _button: self.train_current())
-        self.widget = w.VBox([w.HBox([self.start, self.end]), w.HBox([self.length, self.per]), w.HBox([self.button, self.status]), self.output])
+        self.widget = w.VBox([w.HBox([self.start, self.end]), w.HBox([self.length, self.per]), w.HBox([self.button, self.status]), self.log, self.output])
         self.view: WarmupView | None = None
         self.error: str | None = None
         self.figure: Figure | None = None
@@ -130,18 +145,30 @@ class WarmupExplorer:
         """Train a short run with the sliders' schedule and add it to the plot as 'your run'."""
         if self.view is None or self.train is None:
             return None
-        self.status.value = "training… (the progress bar is below the cell)"
-        summary = self.train(self.view.schedule)
+        self.status.value = "training… (progress below)"
+        self.button.disabled = True  # clicks during the run would queue up more runs
+        summary = None
+        try:
+            with self.log:  # in a kernel, an error is shown here and swallowed: summary stays None
+                if _in_kernel():
+                    from IPython.display import clear_output
+
+                    clear_output()
+                summary = self.train(self.view.schedule)
+        finally:
+            self.button.disabled = False
+        if summary is None:
+            self.status.value = "<span style='color:#b00'>training failed: the error is shown below</span>"
+            return None
         self.runs["your run"] = summary
         self.refresh()
-        self.status.value = f"trained: final test ELBO {summary.epochs[-1]['elbo']:.1f} nats"
+        self.status.value = f"trained: final test ELBO {summary.epochs[-1]['elbo']:.1f} nats, drawn as 'your run'"
         return summary
 
     def _render(self) -> None:
-        from IPython import get_ipython
         from IPython.display import clear_output, display
 
-        if get_ipython() is None:  # plain Python (tests): the state above is the whole result
+        if not _in_kernel():  # plain Python (tests): the state above is the whole result
             return
         with self.output:
             clear_output(wait=True)

@@ -26,6 +26,8 @@ import torch
 from IPython.display import display
 
 from lvae import figures, plots
+from lvae.latents import GaussianHead
+from lvae.model import LadderVAE
 
 torch.set_grad_enabled(False)  # inference only: no autograd graphs
 results = figures.Results()  # full size; LVAE_FAST=1 makes everything small (the tests use it)
@@ -36,13 +38,56 @@ print(f"budget: {'fast' if figures.fast_mode() else 'full'}; {sum(p.numel() for 
 model
 
 # %% [markdown]
+# ## The pass, in the package's own lines
+#
+# This is the whole of `LadderVAE.bottom_up`: rung $k$'s block turns the features below
+# into $d_k = \mathrm{up}_k(d_{k-1})$ (with $d_{-1} = x$), and its head reads the encoder's
+# Gaussian off $d_k$.
+
+# %%
+figures.source(LadderVAE.bottom_up)
+
+# %% [markdown]
+# The seed model has two rungs, so the loop runs twice. Here it is one line at a time, on
+# the 16 test digits:
+
+# %%
+d0 = model.up[0](x)  # two stride-2 convs: 28×28 -> 7×7
+q0 = model.enc_heads[0](d0)  # q̂(z₀|x), a spatial latent
+d1 = model.up[1](d0)  # flattened, then a dense layer
+q1 = model.enc_heads[1](d1)  # q̂(z₁|x), the dense top latent
+for name, t in {"x": x, "d0 = up0(x)": d0, "q0: mu, logvar": q0.mu, "d1 = up1(d0)": d1, "q1: mu, logvar": q1.mu}.items():
+    print(f"{name:>15}  {tuple(t.shape)}")
+
+# %% [markdown]
+# A head is one linear map (a 3×3 conv for the spatial latent) to twice the latent's
+# channels, split in two: the mean, and a raw number that softplus makes into a positive
+# variance, kept off zero by a floor.
+
+# %%
+figures.source(GaussianHead.forward)
+
+# %% [markdown]
+# On the numbers: the first four top units of the first digit, from the head's raw output
+# to the stored Gaussian.
+
+# %%
+head = model.enc_heads[1]
+mu, raw = head.net(d1).chunk(2, dim=1)  # (16, 16) each
+var = torch.nn.functional.softplus(raw) + head.var_floor
+for name, t in {"raw": raw, "softplus(raw) + floor": var, "stored logvar": q1.logvar, "stored mu": q1.mu}.items():
+    print(f"{name:>21}  {t[0, :4].numpy().round(3)}")
+assert torch.equal(mu, q1.mu) and torch.allclose(var.log(), q1.logvar)
+
+# %% [markdown]
 # ## One batch up the ladder
 #
-# `bottom_up` returns one Gaussian per layer, bottom first. Each is stored as a mean and
-# a log-variance of the latent's own shape, with a batch dimension in front.
+# `bottom_up` itself gives the same Gaussians, one per layer, bottom first. Each is stored
+# as a mean and a log-variance of the latent's own shape, with a batch dimension in front.
 
 # %%
 encoder = model.bottom_up(x)
+assert all(torch.equal(a.mu, b.mu) and torch.equal(a.logvar, b.logvar) for a, b in zip(encoder, [q0, q1]))
 figures.layer_table(model, encoder)
 
 # %% [markdown]

@@ -28,6 +28,8 @@ from IPython.display import display
 
 from lvae import figures, plots
 from lvae.latents import Gaussian, merge_gaussians
+from lvae.losses import kl_per_layer
+from lvae.model import LadderVAE
 
 torch.set_grad_enabled(False)  # inference only: no autograd graphs
 results = figures.Results()  # LVAE_FAST=1 makes everything small (the tests use it)
@@ -36,18 +38,49 @@ torch.manual_seed(figures.SEED)
 x, labels = results.data.test.images[:64], results.data.test.labels[:64]  # (64, 1, 28, 28)
 
 # %% [markdown]
-# ## Sampling the top, and the decoder's prior one layer down
+# ## The pass, in the package's own lines
 #
-# The top latent is drawn from the encoder's Gaussian with the reparameterisation trick,
-# $z = \hat\mu + \hat\sigma\,\epsilon$. The decoder turns it into a prior over the spatial
-# inner latent, of the inner latent's shape.
+# This is the whole of `LadderVAE.top_down`. It takes the encoder's Gaussians from the
+# bottom-up pass (notebook 01), samples the top, and walks down; each layer is kept as a
+# `LatentSample`: the merged posterior `q`, the prior `p`, the draw `z` and the encoder's
+# own `q_hat`.
+
+# %%
+figures.source(LadderVAE.top_down)
+
+# %% [markdown]
+# The seed model has two layers, so below the top the loop runs once, for $k = 0$. One line
+# at a time, on the 64 test digits, with the seed fixed so the same noise can be drawn again
+# below. The top latent is drawn from the encoder's Gaussian with the reparameterisation
+# trick, $z = \hat\mu + \hat\sigma\,\epsilon$; the decoder turns it into a prior over the
+# spatial inner latent, of the inner latent's shape (`model.prior(0, z)` is
+# `prior_heads[0](down[1](z))`); the prior and the encoder's Gaussian are merged, and $z_0$
+# is drawn from the merge and decoded.
 
 # %%
 encoder = model.bottom_up(x)
-z_top = encoder[-1].sample()  # (64, 16)
-prior_inner = model.prior(0, z_top)  # p(z_0 | z_1): mean and log-variance of shape (64, 8, 7, 7)
-print("z_top:", tuple(z_top.shape), "  prior over z_0:", tuple(prior_inner.mu.shape))
-figures.layer_table(model, [prior_inner, Gaussian.standard(z_top)])  # the priors: p(z_0 | z_1), and N(0, I) at the top
+torch.manual_seed(figures.SEED)
+top = encoder[-1]  # q̂(z_1 | x), also the top's posterior
+z1 = top.sample()  # (64, 16)
+p0, q_hat0 = model.prior(0, z1), encoder[0]  # p(z_0 | z_1) and q̂(z_0 | x), each (64, 8, 7, 7)
+q0 = Gaussian(*merge_gaussians(q_hat0.mu, q_hat0.logvar, p0.mu, p0.logvar))  # q(z_0 | z_1, x)
+z0 = q0.sample()  # (64, 8, 7, 7)
+x_logits = model.decode(z0)  # (64, 1, 28, 28)
+for name, g in {"encoder q_hat(z0|x)": q_hat0, "prior p(z0|z1)": p0, "merged q(z0|z1,x)": q0}.items():
+    print(f"{name:>19}: mean variance {g.logvar.exp().mean():.3f}")
+figures.layer_table(model, [p0, Gaussian.standard(z1)])  # the priors: p(z_0 | z_1), and N(0, I) at the top
+
+# %% [markdown]
+# `top_down` itself, with the same noise, gives exactly these numbers: its output holds
+# the likelihood's logits and one `LatentSample` per layer, bottom first. The loss
+# (notebook 03) charges each layer the KL of its posterior from its prior.
+
+# %%
+torch.manual_seed(figures.SEED)
+out = model.top_down(encoder)
+assert torch.equal(out.x_logits, x_logits) and torch.equal(out.latents[0].z, z0) and torch.equal(out.latents[1].z, z1)
+for s, kl in zip(out.latents, kl_per_layer(out)):
+    print(f"layer {s.layer}: z {tuple(s.z.shape)}, KL(q || p) = {kl.mean():.2f} nats per image")
 
 # %% [markdown]
 # ## The precision-weighted merge, made visible
@@ -63,8 +96,15 @@ units = figures.illustrative_units(view)
 plots.gaussian_merge(units)
 
 # %% [markdown]
-# The curves are the model's own numbers. As a check, the merged variance is the inverse
-# of the summed precisions, and its mean the precision-weighted average, for every unit:
+# The curves are the model's own numbers. `merge_gaussians` computes the merge in log
+# space, with the encoder's weight as a sigmoid of the log-variance gap:
+
+# %%
+figures.source(merge_gaussians)
+
+# %% [markdown]
+# As a check, the merged variance is the inverse of the summed precisions, and its mean
+# the precision-weighted average, for every unit:
 
 # %%
 mu, logvar = merge_gaussians(view["mu_q"], view["logvar_q"], view["mu_p"], view["logvar_p"])

@@ -28,7 +28,13 @@
 
 # %%
 # %matplotlib inline
+import torch
+
 from lvae import figures, plots
+from lvae.losses import compute_loss, kl_per_layer
+from lvae.model import build_model
+from lvae.schedules import beta_at, beta_curve
+from lvae.training import Trainer, model_inputs
 from lvae.widgets import WarmupExplorer
 
 results = figures.Results()  # LVAE_FAST=1 makes everything small (the tests use it)
@@ -37,6 +43,93 @@ study = next(iter(runs.values()))
 cfg = study.run_config
 print(f"{cfg.train.limit} training images, {cfg.train.epochs} epochs of {study.iterations_per_epoch} iterations, "
       f"batch {cfg.train.batch_size}, latents {study.latent_sizes} (bottom first)")
+
+# %% [markdown]
+# ## One training step, in the open
+#
+# Every iteration of training does the same four things: read β for this iteration off
+# the schedule, pass a batch through the model, add up the loss, take a gradient step.
+# Here is one step of the study's "per iteration" run, halfway through its warm-up. β is a
+# pure function of where the run is:
+
+# %%
+figures.source(beta_at)
+
+# %%
+schedule = runs["per iteration"].schedule
+ipe, epochs = study.iterations_per_epoch, cfg.train.epochs
+iteration = schedule.steps // 2  # halfway through the warm-up
+beta = beta_at(schedule, iteration, iteration // ipe, ipe * epochs, epochs)
+print(f"{schedule}\nstep {iteration} of {ipe * epochs} (counting from 0), in epoch {iteration // ipe + 1} of {epochs}: β = {beta:.3f}")
+
+# %% [markdown]
+# A batch of training images, binarised afresh as the Trainer does for a Bernoulli
+# likelihood (`model_inputs`), and one pass of the study's model, built and seeded as the
+# Trainer builds it: these are the weights the run started from. The loss is reckoned the
+# same way at every step, so the step's iteration only changes β.
+
+# %%
+torch.manual_seed(cfg.train.seed)
+model = build_model(cfg.model_kind, cfg.model)  # the paper's five-layer ladder
+images = results.data.train.images[: cfg.train.batch_size]  # (256, 1, 28, 28), grey levels in [0, 1]
+x = model_inputs(images, cfg.model.likelihood, torch.Generator().manual_seed(cfg.train.seed))  # each pixel drawn 0 or 1
+noise = torch.get_rng_state()  # kept, to draw the same latents again after the step
+out = model(x)  # the likelihood's logits, and one LatentSample (q, p, z, q_hat) per layer
+print(f"batch {tuple(x.shape)}, pixels on: {x.mean():.1%}; logits {tuple(out.x_logits.shape)}; "
+      f"latents {[tuple(s.z.shape[1:]) for s in out.latents]} (bottom first)")
+
+# %% [markdown]
+# `compute_loss` is the objective of the first paragraph: the reconstruction term, each
+# layer's KL averaged over the batch, and β times their sum.
+
+# %%
+figures.source(compute_loss)
+
+# %%
+terms = compute_loss(out, x, cfg.model.likelihood, beta, cfg.objective.kl_mode, cfg.objective.free_bits)
+kl = [k.mean() for k in kl_per_layer(out, cfg.objective.kl_mode)]  # each layer's KL, nats per image
+for s, k in zip(out.latents, kl):
+    print(f"z{s.layer}: KL {k:7.2f} nats   β·KL {beta * k:7.2f}")
+weighted = beta * sum(kl)
+print(f"loss = recon {terms.recon:.2f} + β·ΣKL {weighted:.2f} = {terms.loss:.2f} nats per image")
+print(f"ELBO (β = 1) = -(recon + ΣKL) = {terms.elbo:.2f}")
+assert torch.isclose(terms.loss, terms.recon + weighted) and all(torch.equal(a, b) for a, b in zip(kl, terms.kl))
+
+# %% [markdown]
+# The gradient step: backpropagate the loss and let Adam move every weight. On the same
+# batch with the same noise, the loss is lower afterwards.
+
+# %%
+optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+optimizer.zero_grad()
+terms.loss.backward()
+optimizer.step()
+torch.set_rng_state(noise)  # the draws of the pass above
+after = compute_loss(model(x), x, cfg.model.likelihood, beta, cfg.objective.kl_mode, cfg.objective.free_bits)
+print(f"loss before the step {terms.loss:.2f}, after {after.loss:.2f}")
+assert after.loss < terms.loss
+
+# %% [markdown]
+# ## The loop the figures summarise
+#
+# `Trainer.step` is this same step with a run's bookkeeping around it: mixed precision,
+# several processes, gradient clipping, a guard against numbers that are not finite.
+# `Trainer.fit` calls it for every batch of every epoch and logs the row it returns (β,
+# reconstruction, KL per layer, …) to the run's `history.jsonl`.
+
+# %%
+figures.source(Trainer.step)
+
+# %% [markdown]
+# The figures below draw those rows, averaged over windows of a few iterations: the β they
+# show for the "per iteration" run is `beta_at` at every one of its iterations.
+
+# %%
+run = runs["per iteration"]
+every = torch.tensor(beta_curve(run.schedule, ipe, epochs), dtype=torch.float64)  # beta_at for each iteration
+logged = every[: len(run.beta) * run.stride].reshape(-1, run.stride).mean(1)  # the digest keeps window means
+assert torch.allclose(logged, torch.tensor(run.beta, dtype=torch.float64))
+print(f"{len(every)} iterations in {len(run.beta)} windows of {run.stride}: the logged β is beta_at's in every one")
 
 # %% [markdown]
 # ## The schedules

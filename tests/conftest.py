@@ -52,3 +52,15 @@ def run_lvae(*args, env: dict[str, str] | None = None, launcher: tuple[str, ...]
 
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, *launcher, *map(str, args)], env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def checkout_first_pythonpath() -> str:
+    """PYTHONPATH for a kernel started outside the repository root (in notebooks/, in a temporary folder).
+
+    There the interpreter's own lvae may be another checkout's (an editable install elsewhere);
+    this puts the checkout under test first.
+    """
+    import os
+
+    root = str(Path(__file__).resolve().parents[1])
+    return os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])

@@ -148,3 +148,11 @@ def test_readme_shows_every_figure_and_every_figure_is_committed():
     for name in figures.FIGURES:
         assert f"(figures/{name})" in section, f"README's figures section does not show {name}"
         assert (root / "figures" / name).is_file(), f"figures/{name} is missing: run make figures"
+
+
+def test_source_shows_the_package_code_not_a_copy():
+    from lvae.model import LadderVAE
+
+    code = figures.source(LadderVAE.bottom_up)
+    assert code.data.startswith("def bottom_up(self, x: Tensor)")  # a method, dedented to read as a function
+    assert "out.append(head(h))" in code.data and code.language == "python"

@@ -9,6 +9,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 import pytest
+from conftest import checkout_first_pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -37,7 +38,8 @@ def test_ipynb_matches_its_py(source):
 @pytest.mark.timeout(600)
 def test_notebooks_run_in_fast_mode(tmp_path):
     """nbval runs every cell (--nbval-lax: outputs are not compared) with LVAE_FAST=1 and fresh runs."""
-    env = {**os.environ, "LVAE_FAST": "1", "LVAE_RUNS": str(tmp_path / "runs"), "MPLBACKEND": "Agg"}
+    env = {**os.environ, "LVAE_FAST": "1", "LVAE_RUNS": str(tmp_path / "runs"), "MPLBACKEND": "Agg",
+           "PYTHONPATH": checkout_first_pythonpath()}
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
                            "-q", "-o", "addopts=", str(NOTEBOOKS)], cwd=ROOT, env=env, capture_output=True, text=True)

@@ -118,3 +118,14 @@ def test_without_a_widget_frontend_the_output_carries_a_static_png(runs):
     import base64
 
     assert base64.b64decode(bundle["image/png"])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_failed_run_frees_the_button_and_adds_nothing(runs):
+    def train(schedule):
+        raise RuntimeError("disk full")
+
+    ex = WarmupExplorer(runs, train=train)
+    with pytest.raises(RuntimeError, match="disk full"):  # plain Python; in a kernel the log area shows it instead
+        ex.train_current()
+    assert not ex.button.disabled and "your run" not in ex.runs
+    assert ex.log in ex.widget.children  # where a kernel shows the run's progress: tests/test_browser.py looks there
