@@ -22,7 +22,7 @@ from lvae.latents import merge_gaussians
 from lvae.schedules import beta_curve
 
 if TYPE_CHECKING:
-    from lvae.figures import RunSummary
+    from lvae.runs import RunSummary
 
 # One colour per model, per schedule, per layer, everywhere.
 MODEL_COLORS = {"LVAE": "#1f77b4", "VAE": "#d62728", "top-latent VAE": "#d62728"}

@@ -28,7 +28,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import signal
 import statistics
 import sys
@@ -57,9 +56,6 @@ RESUMABLE_FIELDS = frozenset({
     "train.epochs", "train.lr", "train.grad_clip", "train.checkpoint_every", "train.keep_checkpoints",
     "train.device", "train.amp", "train.compile",
 })
-# Test hook, e.g. LVAE_TEST_SIGNAL_AT=SIGKILL@5: rank 0 sends itself that signal right after
-# iteration 5 (and its checkpoint, if one is due). How the tests kill a run at a known point.
-TEST_SIGNAL_ENV = "LVAE_TEST_SIGNAL_AT"
 
 
 class NonFiniteError(RuntimeError):
@@ -242,14 +238,6 @@ def _short(value: Any, n: int = 80) -> str:
 def data_fingerprint(images: torch.Tensor) -> str:
     """sha256 of the training images as trained on (after --limit): a resumed run must see the same data."""
     return hashlib.sha256(memoryview(images.contiguous().numpy()).cast("B")).hexdigest()
-
-
-def _test_signal() -> tuple[int, int] | None:
-    spec = os.environ.get(TEST_SIGNAL_ENV)
-    if not spec:
-        return None
-    name, _, iteration = spec.partition("@")
-    return int(getattr(signal, name)), int(iteration)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -499,7 +487,6 @@ class Trainer:
         pending: list[dict[str, Any]] = []
         last_eval: dict[str, Any] = {}
         images = self.train_split.images
-        test_signal = _test_signal()
         with stop_signals() as caught:
             while s.epoch < cfg.train.epochs:
                 self.sampler.set_epoch(s.epoch)
@@ -526,8 +513,6 @@ class Trainer:
                         self.interrupted(caught["signum"] or signal.SIGINT)  # no signum: another rank caught it
                     if s.iteration % cfg.train.checkpoint_every == 0:
                         self.save(pending)
-                    if test_signal and self.dist.is_main and s.iteration == test_signal[1]:
-                        os.kill(os.getpid(), test_signal[0])
                 epoch_time = time.perf_counter() - t0
                 if self.dist.is_main:
                     last_eval = split_elbo(self.model, self.test_x, cfg.model.likelihood, cfg.model.output_variance)

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 
 from lvae import plots
 from lvae.config import BetaSchedule, ConfigError
-from lvae.figures import RunSummary, warmup_schedule
+from lvae.runs import RunSummary, warmup_schedule
 from lvae.schedules import beta_curve
 
 KINDS = {"per iteration": "linear_iter", "per epoch": "linear_epoch"}

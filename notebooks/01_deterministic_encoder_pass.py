@@ -25,16 +25,16 @@
 import torch
 from IPython.display import display
 
-from lvae import figures, plots
+from lvae import figures, plots, runs
 from lvae.latents import GaussianHead
 from lvae.model import LadderVAE
 
 torch.set_grad_enabled(False)  # inference only: no autograd graphs
-results = figures.Results()  # full size; LVAE_FAST=1 makes everything small (the tests use it)
+results = runs.Results()  # full size; LVAE_FAST=1 makes everything small (the tests use it)
 model = results.headline_model("LVAE")
 test = results.data.test
 x, labels = test.images[:16], test.labels[:16]  # (16, 1, 28, 28), (16,)
-print(f"budget: {'fast' if figures.fast_mode() else 'full'}; {sum(p.numel() for p in model.parameters()):,} parameters")
+print(f"budget: {'fast' if runs.fast_mode() else 'full'}; {sum(p.numel() for p in model.parameters()):,} parameters")
 model
 
 # %% [markdown]
@@ -124,7 +124,7 @@ plots.dense_latent(top.mu, top.logvar, labels=labels, title="q̂(z_top|x) for th
 # %%
 again = model.bottom_up(x)
 identical = all(torch.equal(a.mu, b.mu) and torch.equal(a.logvar, b.logvar) for a, b in zip(encoder, again))
-torch.manual_seed(figures.SEED)  # fixed, so the printed difference is the same on every run
+torch.manual_seed(runs.SEED)  # fixed, so the printed difference is the same on every run
 first, second = model(x), model(x)
 full_pass_gap = (first.x_mean - second.x_mean).abs().max().item()
 assert identical and full_pass_gap > 0

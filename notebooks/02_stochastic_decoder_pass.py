@@ -26,15 +26,15 @@
 import torch
 from IPython.display import display
 
-from lvae import figures, plots
+from lvae import figures, plots, runs
 from lvae.latents import Gaussian, merge_gaussians
 from lvae.losses import kl_per_layer
 from lvae.model import LadderVAE
 
 torch.set_grad_enabled(False)  # inference only: no autograd graphs
-results = figures.Results()  # LVAE_FAST=1 makes everything small (the tests use it)
+results = runs.Results()  # LVAE_FAST=1 makes everything small (the tests use it)
 model = results.headline_model("LVAE")
-torch.manual_seed(figures.SEED)
+torch.manual_seed(runs.SEED)
 x, labels = results.data.test.images[:64], results.data.test.labels[:64]  # (64, 1, 28, 28)
 
 # %% [markdown]
@@ -59,7 +59,7 @@ figures.source(LadderVAE.top_down)
 
 # %%
 encoder = model.bottom_up(x)
-torch.manual_seed(figures.SEED)
+torch.manual_seed(runs.SEED)
 top = encoder[-1]  # q̂(z_1 | x), also the top's posterior
 z1 = top.sample()  # (64, 16)
 p0, q_hat0 = model.prior(0, z1), encoder[0]  # p(z_0 | z_1) and q̂(z_0 | x), each (64, 8, 7, 7)
@@ -76,7 +76,7 @@ figures.layer_table(model, [p0, Gaussian.standard(z1)])  # the priors: p(z_0 | z
 # (notebook 03) charges each layer the KL of its posterior from its prior.
 
 # %%
-torch.manual_seed(figures.SEED)
+torch.manual_seed(runs.SEED)
 out = model.top_down(encoder)
 assert torch.equal(out.x_logits, x_logits) and torch.equal(out.latents[0].z, z0) and torch.equal(out.latents[1].z, z1)
 for s, kl in zip(out.latents, kl_per_layer(out)):
@@ -134,7 +134,7 @@ plots.merge_weights(batch_view["logvar_q"], batch_view["logvar_p"])
 # samples do.
 
 # %%
-torch.manual_seed(figures.SEED)
+torch.manual_seed(runs.SEED)
 first, second = model(x[:12]).x_mean, model(x[:12]).x_mean
 plots.image_rows({"data": x[:12], "pass 1": first, "pass 2": second})
 

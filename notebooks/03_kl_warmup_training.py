@@ -30,14 +30,14 @@
 # %matplotlib inline
 import torch
 
-from lvae import figures, plots
+from lvae import figures, plots, runs
 from lvae.losses import compute_loss, kl_per_layer
 from lvae.model import build_model
 from lvae.schedules import beta_at, beta_curve
 from lvae.training import Trainer, model_inputs
 from lvae.widgets import WarmupExplorer
 
-results = figures.Results()  # LVAE_FAST=1 makes everything small (the tests use it)
+results = runs.Results()  # LVAE_FAST=1 makes everything small (the tests use it)
 runs = results.warmup_summaries
 study = next(iter(runs.values()))
 cfg = study.run_config
@@ -175,7 +175,7 @@ explorer
 # run of the study (the time estimate is printed first); it is cached in `runs/` after that.
 
 # %%
-live_schedule = figures.warmup_schedule("linear_iter", start=0.2, end=1.0, length_epochs=2, ipe=study.iterations_per_epoch)
+live_schedule = runs.warmup_schedule("linear_iter", start=0.2, end=1.0, length_epochs=2, ipe=study.iterations_per_epoch)
 live = results.live_warmup(live_schedule)
 plots.warmup_effect({**runs, "live: 0.2 → 1 over 2 epochs": live})
 

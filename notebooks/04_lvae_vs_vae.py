@@ -26,11 +26,11 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from lvae import figures
+from lvae import figures, runs
 from lvae.evaluation import iw_log_likelihood
 from lvae.training import evaluation_inputs
 
-results = figures.Results()  # LVAE_FAST=1 makes everything small (the tests use it)
+results = runs.Results()  # LVAE_FAST=1 makes everything small (the tests use it)
 models = results.headline_models
 summaries = results.headline_summaries
 pd.DataFrame({name: {"parameters": sum(p.numel() for p in m.parameters()),
@@ -142,7 +142,7 @@ b = results.budget
 x = evaluation_inputs(results.data.test.head(b.iw_images), "gaussian")
 rows = {}
 for name, m in models.items():
-    torch.manual_seed(figures.SEED)
+    torch.manual_seed(runs.SEED)
     one = iw_log_likelihood(m, x, 1, m.config.likelihood, m.config.output_variance)
     k = iw_log_likelihood(m, x, b.iw_samples, m.config.likelihood, m.config.output_variance)
     rows[name] = {"images": len(x), "L_1 (ELBO)": round(-one.nll, 2), f"L_{b.iw_samples}": round(-k.nll, 2),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,9 @@ import pytest
 import torch
 
 from lvae.config import LayerSpec, ModelConfig
+
+HOOKS = Path(__file__).resolve().parent / "hooks"  # test-only code the package never imports
+sys.path.insert(0, str(HOOKS))
 from lvae.data import IDX_FILES, raw_dir, synthetic_split, write_idx
 
 
@@ -50,7 +54,9 @@ def run_lvae(*args, env: dict[str, str] | None = None, launcher: tuple[str, ...]
     import subprocess
     import sys
 
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    # tests/hooks on the path: its sitecustomize installs the signal hook where LVAE_TEST_SIGNAL_AT asks for it
+    paths = [str(HOOKS), *filter(None, [os.environ.get("PYTHONPATH")])]
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(paths), **(env or {})}
     return subprocess.run([sys.executable, *launcher, *map(str, args)], env=full_env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -14,7 +14,8 @@ import torch
 
 from lvae import checkpoint as ckpt
 from lvae.cli import main
-from lvae.training import TEST_SIGNAL_ENV, read_jsonl
+from lvae.training import read_jsonl
+from signal_hook import ENV as TEST_SIGNAL_ENV
 from conftest import run_lvae
 
 TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from lvae import figures
+from lvae import figures, runs
 from lvae.config import ConfigError
-from lvae.figures import Budget, Results
-from lvae.training import TEST_SIGNAL_ENV, Interrupted
+from lvae.runs import Budget, Results
+from lvae.training import Interrupted
+import signal_hook
 
 TINY = Budget(train_limit=256, epochs=1, warmup_limit=256, warmup_epochs=3, warmup_length=2, eval_images=64,
               prior_samples=40, iw_samples=4, iw_images=16, trainer_test_images=64, tag="")
@@ -25,32 +26,32 @@ def results(tmp_path, tiny_data, monkeypatch):
 
 def test_fast_switch_is_read_in_one_place(monkeypatch):
     monkeypatch.delenv("LVAE_FAST", raising=False)
-    assert not figures.fast_mode() and figures.budget() is figures.FULL
+    assert not runs.fast_mode() and runs.budget() is runs.FULL
     monkeypatch.setenv("LVAE_FAST", "1")
-    assert figures.fast_mode() and figures.budget() is figures.FAST
+    assert runs.fast_mode() and runs.budget() is runs.FAST
     monkeypatch.setenv("LVAE_FAST", "0")
-    assert not figures.fast_mode()
-    assert figures.FAST.runs_root() != figures.FULL.runs_root()  # fast runs never mix with full-size ones
+    assert not runs.fast_mode()
+    assert runs.FAST.runs_root() != runs.FULL.runs_root()  # fast runs never mix with full-size ones
 
 
 def test_headline_configs_are_the_cli_ones():
     from lvae.cli import build_parser, config_from_args
 
-    lvae, vae = (figures.headline_config(k, figures.FULL) for k in ("lvae", "top-vae"))
+    lvae, vae = (runs.headline_config(k, runs.FULL) for k in ("lvae", "top-vae"))
     assert lvae.to_dict() == config_from_args(build_parser().parse_args(["train", "--config", "seed", "--model", "lvae"])).to_dict()
     assert vae.model_kind == "top-vae" and vae.name == "seed-top-vae"
 
 
 def test_warmup_study_differs_only_in_beta():
-    study = figures.warmup_study(figures.FULL)
+    study = runs.warmup_study(runs.FULL)
     dicts = [c.to_dict() for c in study.values()]
     for d in dicts:
         d.pop("name"), d["objective"].pop("beta")
     assert dicts[0] == dicts[1] == dicts[2]
     kinds = [c.objective.beta.kind for c in study.values()]
     assert kinds == ["constant", "linear_iter", "linear_epoch"]
-    ipe = figures.iterations_per_epoch(next(iter(study.values())))
-    assert study["per iteration"].objective.beta.steps == figures.FULL.warmup_length * ipe
+    ipe = runs.iterations_per_epoch(next(iter(study.values())))
+    assert study["per iteration"].objective.beta.steps == runs.FULL.warmup_length * ipe
 
 
 def test_every_figure_is_drawn_and_runs_are_reused(results, tmp_path, capsys):
@@ -91,11 +92,11 @@ def assert_drawn(png: Path, like: Path) -> None:
 
 
 def test_a_run_folder_of_another_config_is_never_overwritten(results, tmp_path):
-    cfg = figures.headline_config("lvae", TINY)
-    figures.ensure_run(cfg, tmp_path / "runs" / "x", results.data, progress=False)
+    cfg = runs.headline_config("lvae", TINY)
+    runs.ensure_run(cfg, tmp_path / "runs" / "x", results.data, progress=False)
     other = replace(cfg, train=replace(cfg.train, lr=5e-4))
     with pytest.raises(ConfigError, match="train.lr"):
-        figures.ensure_run(other, tmp_path / "runs" / "x", results.data, progress=False)
+        runs.ensure_run(other, tmp_path / "runs" / "x", results.data, progress=False)
 
 
 def test_unknown_figure_name_is_one_clear_error(capsys):
@@ -113,32 +114,32 @@ def test_illustrative_units_span_encoder_led_to_prior_led():
 
 def test_estimate_counts_every_step_and_test_pass(monkeypatch):
     ticks = iter(range(1000))
-    monkeypatch.setattr(figures.time, "perf_counter", lambda: float(next(ticks)))  # every timed block takes 1 s
-    cfg = figures.headline_config("lvae", TINY)  # 256 images, batch 128: 2 iterations per epoch
+    monkeypatch.setattr(runs.time, "perf_counter", lambda: float(next(ticks)))  # every timed block takes 1 s
+    cfg = runs.headline_config("lvae", TINY)  # 256 images, batch 128: 2 iterations per epoch
     cfg.train.epochs = 3
-    seconds = figures.estimate_seconds(cfg, n_train=60_000, n_test=64, steps=3)
+    seconds = runs.estimate_seconds(cfg, n_train=60_000, n_test=64, steps=3)
     assert seconds == pytest.approx(3 * (2 * 1.0 + 64 * 1.0 / 128))
 
 
 def test_a_half_done_run_is_resumed_and_a_dead_one_restarted(results, tmp_path, capsys, monkeypatch):
-    cfg = figures.headline_config("lvae", TINY)  # 2 iterations per epoch
+    cfg = runs.headline_config("lvae", TINY)  # 2 iterations per epoch
     cfg.train.epochs = 2
     run = tmp_path / "runs" / "half"
     with monkeypatch.context() as m, pytest.raises(Interrupted):
-        m.setenv(TEST_SIGNAL_ENV, "SIGINT@2")  # Ctrl-C at the end of epoch 1: the next step is saved, then training stops
-        figures.ensure_run(cfg, run, results.data, progress=False)
-    assert not figures.is_complete(run, cfg)
-    figures.ensure_run(cfg, run, results.data, progress=False)
+        signal_hook.install("SIGINT@2", m)  # Ctrl-C at the end of epoch 1: the next step is saved, then training stops
+        runs.ensure_run(cfg, run, results.data, progress=False)
+    assert not runs.is_complete(run, cfg)
+    runs.ensure_run(cfg, run, results.data, progress=False)
     assert "resuming" in capsys.readouterr().out
-    assert figures.is_complete(run, cfg)
+    assert runs.is_complete(run, cfg)
 
     dead = tmp_path / "runs" / "dead"
     dead.mkdir()
     cfg.save(dead / "config.json")
     (dead / "epochs.jsonl").write_text('{"epoch": 0, "elbo": 1}\n')  # rows from a run that never checkpointed
-    figures.ensure_run(cfg, dead, results.data, progress=False)
+    runs.ensure_run(cfg, dead, results.data, progress=False)
     assert "training" in capsys.readouterr().out
-    assert [r["epoch"] for r in figures.read_jsonl(dead / "epochs.jsonl")] == [0, 1]
+    assert [r["epoch"] for r in runs.read_jsonl(dead / "epochs.jsonl")] == [0, 1]
 
 
 def test_readme_shows_every_figure_and_every_figure_is_committed():

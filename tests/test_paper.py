@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lvae import claims, figures, paper
+from lvae import claims, figures, paper, runs
 from lvae.cli import build_parser, config_from_args
 
 
@@ -112,7 +112,7 @@ def test_verdicts_follow_the_numbers(tmp_path):
 def test_the_paper_figures_are_drawn_from_the_json_and_skipped_without_it(tmp_path, capsys):
     names = [n for n in figures.FIGURES if n.startswith("paper_")]
     assert len(names) == 5
-    r = figures.Results(figures.FAST, tmp_path / "results", tmp_path / "data", progress=False)
+    r = runs.Results(runs.FAST, tmp_path / "results", tmp_path / "data", progress=False)
     assert figures.build_figures(names, out_dir=tmp_path / "none", results=r) == []
     assert capsys.readouterr().out.count("skipped paper_") == 5
     write_results(tmp_path / "results" / "paper", {})

@@ -20,7 +20,9 @@ from lvae.cli import main
 from lvae.config import seed_config
 from lvae.data import load_split
 from lvae.losses import LossTerms
-from lvae.training import TEST_SIGNAL_ENV, NonFiniteError, Trainer, read_jsonl
+from lvae.training import NonFiniteError, Trainer, read_jsonl
+import signal_hook
+from signal_hook import ENV as TEST_SIGNAL_ENV
 from conftest import dense_config, run_lvae
 
 # paper config: batch norm buffers, dynamic binarization and latent noise all have state to restore.
@@ -260,7 +262,7 @@ def test_a_new_epochs_on_resume_never_rewrites_the_schedule_already_used(tmp_pat
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert main(["train", *map(str, args), "--out", str(ref)]) == 0
     with monkeypatch.context() as m:
-        m.setenv(TEST_SIGNAL_ENV, "SIGINT@5")
+        signal_hook.install("SIGINT@5", m)
         assert main(["train", *map(str, args), "--out", str(run)]) == 130
     assert main(["train", "--resume", str(run), "--epochs", str(new_epochs), "--data-root", str(tiny_data), "--no-progress"]) == 0
 
