@@ -5,7 +5,8 @@ import pytest
 
 matplotlib.use("Agg")
 
-from lvae import figures, runs  # noqa: E402
+from lvae import figures  # noqa: E402
+from lvae import runs as lvae_runs  # noqa: E402  (the module; `runs` below is a fixture)
 from lvae.config import BetaSchedule, ConfigError  # noqa: E402
 from lvae.schedules import beta_curve  # noqa: E402
 from lvae.training import normalised_config  # noqa: E402
@@ -14,13 +15,13 @@ from lvae.widgets import WarmupExplorer, draw, warmup_view  # noqa: E402
 IPE, EPOCHS = 4, 6
 
 
-def summary(name: str, schedule: BetaSchedule, final_elbo: float = -100.0) -> runs.RunSummary:
+def summary(name: str, schedule: BetaSchedule, final_elbo: float = -100.0) -> lvae_runs.RunSummary:
     """A made-up digest of a warm-up run: 6 epochs of 4 iterations, a 3-layer model."""
-    cfg = runs.warmup_base(runs.FAST)
+    cfg = lvae_runs.warmup_base(lvae_runs.FAST)
     cfg.train.epochs = EPOCHS
     cfg.objective.beta = schedule
     beta = beta_curve(schedule, IPE, EPOCHS)
-    return runs.RunSummary(
+    return lvae_runs.RunSummary(
         name=name, config=normalised_config(cfg), iterations_per_epoch=IPE, stride=1,
         iteration=list(range(IPE * EPOCHS)), beta=beta, recon=[200.0 - i for i in range(IPE * EPOCHS)],
         kl=[[3.0, 1.0, 0.5]] * (IPE * EPOCHS),
@@ -34,8 +35,8 @@ def summary(name: str, schedule: BetaSchedule, final_elbo: float = -100.0) -> ru
 def runs():
     return {
         "no warm-up": summary("none", BetaSchedule("constant", 1.0, 1.0, None)),
-        "per iteration": summary("iter", runs.warmup_schedule("linear_iter", 0.0, 1.0, 3, IPE)),
-        "per epoch": summary("epoch", runs.warmup_schedule("linear_epoch", 0.0, 1.0, 3, IPE)),
+        "per iteration": summary("iter", lvae_runs.warmup_schedule("linear_iter", 0.0, 1.0, 3, IPE)),
+        "per epoch": summary("epoch", lvae_runs.warmup_schedule("linear_epoch", 0.0, 1.0, 3, IPE)),
     }
 
 
