@@ -48,6 +48,26 @@ def samples(model: HierarchicalModel, n: int = 64, temperature: float = 1.0, see
 
 
 @torch.no_grad()
+def layer_resamples(model: HierarchicalModel, x: torch.Tensor, n: int = 10, seed: int = SEED) -> dict[str, torch.Tensor]:
+    """What each layer holds, for one digit `x` (1, C, H, W): one row per stochastic layer k, top
+    first, with the digit's posterior sample of every layer above k kept and z_k and everything
+    below it drawn afresh from the priors; each row starts with the digit itself. The top row
+    keeps nothing (prior samples); the bottom row keeps all but z_0."""
+    torch.manual_seed(seed)
+    above = {layer.layer: layer.z for layer in model(x[:1]).latents}
+    rows = {}
+    for k in reversed(model.latent_layers):
+        drawn = f"z{k} … z0" if k else "z0"
+        if k == model.depth - 1:
+            images, label = model.generate(n), "all drawn from the prior"
+        else:
+            z = above[k + 1].expand(n, *above[k + 1].shape[1:])
+            images, label = model.sample_below(z, k + 1), f"{drawn} drawn, z{k + 1} … kept"
+        rows[label] = torch.cat([x[:1], images])
+    return rows
+
+
+@torch.no_grad()
 def reconstructions(model: HierarchicalModel, x: torch.Tensor, seed: int = SEED) -> torch.Tensor:
     torch.manual_seed(seed)
     return model.reconstruct(x)
@@ -276,6 +296,25 @@ def fig_paper_pca(r: Results) -> Figure:
                                f"One posterior sample per test digit, first two principal components, {what}")
 
 
+def _layer_figure(model: HierarchicalModel, r: Results, title: str) -> Figure:
+    x = r.data.test.images[:1]  # a 7
+    return plots.image_rows(layer_resamples(model, x), title=title)
+
+
+def fig_layers_seed(r: Results) -> Figure:
+    return _layer_figure(r.headline_model("LVAE"), r, "What each layer holds (seed LVAE): the digit, then layers resampled")
+
+
+def fig_layers_paper(r: Results) -> Figure:
+    from lvae.results import load_model
+
+    path = r.results_dir / "paper" / "headline-lvae-bn-wu.pt"
+    if not path.is_file():
+        raise SkipFigure(f"needs the 5-layer ladder's weights {path} (make paper)")
+    _, model = load_model(path)
+    return _layer_figure(model, r, "What each layer holds (the paper's 5-layer LVAE): the digit, then layers resampled")
+
+
 # name -> (what it shows, how it is drawn); the README lists them in this order.
 FIGURES: dict[str, tuple[str, Callable[[Results], Figure]]] = {
     "lvae_vs_vae_samples.png": ("64 samples from each model's prior (N(0, I) at the top, temperature 1).", fig_samples),
@@ -296,6 +335,8 @@ FIGURES: dict[str, tuple[str, Callable[[Results], Figure]]] = {
     "precision_weighted_merge.png": ("Encoder, decoder-prior and merged Gaussians for three units of one digit.", fig_merge),
     "merge_weights.png": ("The encoder's weight in the merge against the log-variance gap, for every unit of a batch.", fig_merge_weights),
     "temperature.png": ("LVAE samples at temperatures 0.5, 0.8 and 1.", fig_temperature),
+    "layers_seed.png": ("What each layer holds: one digit's upper latents kept, the rest resampled (seed LVAE).", fig_layers_seed),
+    "layers_paper.png": ("What each layer holds in the paper's 5-layer LVAE (results/paper weights).", fig_layers_paper),
 }
 
 

@@ -196,7 +196,14 @@ class HierarchicalModel(nn.Module):
         """Sample images (the likelihood's mean) from the prior: N(0, T^2 I) at the top."""
         device = device or next(self.parameters()).device
         z = temperature * torch.randn(n, *self.latent_shapes[-1], device=device)
-        for k in range(self.depth - 2, -1, -1):
+        return self.sample_below(z, self.depth - 1, temperature)
+
+    @torch.no_grad()
+    def sample_below(self, z: Tensor, layer: int, temperature: float = 1.0) -> Tensor:
+        """Images (the likelihood's mean) from a given z_layer, every layer below it drawn from
+        its prior p(z_k | z_{k+1}) (a deterministic rung passes its prior mean on): what each
+        layer leaves to the layers below it."""
+        for k in range(layer - 1, -1, -1):
             p = self.prior(k, z)
             z = p.sample(temperature) if self.stochastic[k] else p.mu
         return torch.sigmoid(self.decode(z))

@@ -181,6 +181,14 @@ def posterior_pca(run_dir: Path, images: int = 1000, seed: int = 0, data_root: P
     return {"labels": split.labels.tolist(), "layers": layers}
 
 
+def save_weights(run_dir: Path, path: Path) -> None:
+    """A finished run's config and weights as a small results file (lvae.results.load_model reads it)."""
+    from lvae.results import save_weights as save
+
+    cfg, model = ckpt.load_run(run_dir)
+    save(cfg, model, path)
+
+
 def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say, data_root: Path | None = None,
                    train_extra: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """Train (or resume) and evaluate one experiment; write results/paper/NAME.json.
@@ -220,6 +228,8 @@ def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say
         pca=posterior_pca(run_dir, data_root=data_root),
     )
     results.mkdir(parents=True, exist_ok=True)
+    if exp.group == "headline":  # the figures that look inside the 5-layer models need their weights
+        save_weights(run_dir, results / f"{exp.name}.pt")
     ckpt.write_atomic(out_json, lambda f: f.write((json.dumps(result, separators=(",", ":")) + "\n").encode()))
     say(f"{exp.name}: NLL {result['nll']:.2f} ± {result['nll_stderr']:.2f} (K = {result['iw_samples']}), "
         f"train {result['train_seconds'] / 60:.1f} min -> {out_json}")

@@ -180,3 +180,54 @@ class WarmupExplorer:
         if self.figure is not None:
             bundle["image/png"] = _png_base64(self.figure)
         return bundle
+
+
+# ----------------------------------------------------------------------------- what each layer holds (notebook 02)
+
+
+class LayerExplorer:
+    """Choose a layer and resample: one digit's latents above the layer are kept, the chosen layer
+    and everything below it are drawn afresh (`figures.layer_resamples`, one row of it).
+
+    Like `WarmupExplorer`, it carries a static PNG where widgets cannot render.
+    """
+
+    def __init__(self, model, x, n: int = 10):
+        import ipywidgets as w
+
+        from lvae.figures import layer_resamples
+
+        self.rows = lambda seed: layer_resamples(model, x, n, seed)
+        self.labels = list(self.rows(0))  # top first
+        self.layer = w.IntSlider(value=0, min=0, max=len(self.labels) - 1, description="layer",
+                                 continuous_update=False, readout=False)
+        self.caption = w.HTML()
+        self.button = w.Button(description="resample", icon="refresh", layout=w.Layout(width="auto", flex="0 0 auto"))
+        self.output = w.Output()
+        self.seed = 0
+        self.layer.observe(lambda _change: self.refresh(), names="value")
+        self.button.on_click(lambda _button: self.resample())
+        self.widget = w.VBox([w.HBox([self.layer, self.caption, self.button]), self.output])
+        self.figure: Figure | None = None
+        self.refresh()
+
+    def resample(self) -> None:
+        self.seed += 1
+        self.refresh()
+
+    def refresh(self) -> None:
+        label = self.labels[len(self.labels) - 1 - self.layer.value]  # slider 0 = the bottom layer
+        self.caption.value = label
+        self.figure = plots.image_rows({label: self.rows(self.seed)[label]})
+        if _in_kernel():
+            from IPython.display import clear_output, display
+
+            with self.output:
+                clear_output(wait=True)
+                display(self.figure)
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if self.figure is not None:
+            bundle["image/png"] = _png_base64(self.figure)
+        return bundle

@@ -149,3 +149,31 @@ plots.image_rows({"data": x[:12], "pass 1": first, "pass 2": second})
 # %%
 plots.image_grids({f"T = {t}": figures.samples(model, 36, t) for t in (0.5, 0.8, 1.0)}, nrow=6,
                   title="LVAE samples at three temperatures")
+
+# %% [markdown]
+# ## What each layer holds
+#
+# Generation can also start half way down. `sample_below` takes a latent $z_k$ as given and
+# draws every layer below it from the decoder's priors:
+
+# %%
+figures.source(model.sample_below)
+
+# %% [markdown]
+# Take one test digit, keep its posterior samples of the layers above $k$, and draw $z_k$
+# and everything below it afresh: what stays the same across a row is what the kept layers
+# hold. In this two-layer model the top latent keeps the digit's class and most of its
+# style, and the spatial inner latent only redraws the stroke. Drag the slider to choose
+# the layer (0 is the bottom), press *resample* for new draws. The paper's five-layer
+# ladder, one row per layer, is `figures/layers_paper.png` (`make paper`, then `make figures`).
+
+# %%
+from lvae.widgets import LayerExplorer
+
+LayerExplorer(model, results.data.test.images[:1])
+
+# %% [markdown]
+# Every row at once (the figure `make figures` draws):
+
+# %%
+figures.fig_layers_seed(results)

@@ -150,3 +150,16 @@ def test_bernoulli_likelihood_matches_torch_distributions():
     x, logits = torch.bernoulli(torch.rand(4, 1, 28, 28)), torch.randn(4, 1, 28, 28)
     ref = torch.distributions.Bernoulli(logits=logits).log_prob(x).flatten(1).sum(1)
     torch.testing.assert_close(log_likelihood(logits, x, "bernoulli"), ref)
+
+
+def test_sample_below_keeps_the_given_layer_and_draws_the_rest_from_the_priors():
+    model = LadderVAE(dense_config(3)).eval()
+    z_top = torch.zeros(2, *model.latent_shapes[-1])
+    # at temperature 0 every prior draw is its mean: generation from the top equals sample_below of z_top = 0
+    torch.testing.assert_close(model.sample_below(z_top, 2, temperature=0.0), model.generate(2, temperature=0.0))
+    z1 = torch.randn(1, *model.latent_shapes[1]).expand(3, -1)
+    torch.manual_seed(0)
+    a = model.sample_below(z1, 1)
+    torch.manual_seed(0)
+    expected = torch.sigmoid(model.decode(model.prior(0, z1).sample()))  # only z0 is drawn, from p(z0 | z1)
+    torch.testing.assert_close(a, expected)

@@ -38,7 +38,7 @@ def test_each_variant_is_the_paper_config_with_its_changes(variant):
 
 
 def test_a_smoke_run_trains_evaluates_and_is_then_skipped(tiny_data, tmp_path, capsys):
-    argv = ["--only", "sweep-L2-vae", "sweep-L2-lvae-bn-wu", "--epochs", "2", "--iw-samples", "4", "--data-root", str(tiny_data),
+    argv = ["--only", "sweep-L2-vae", "sweep-L2-lvae-bn-wu", "headline-lvae-bn-wu", "--epochs", "2", "--iw-samples", "4", "--data-root", str(tiny_data),
             "--limit", "128", "--batch-size", "64", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"),
             "--no-estimate", "--jobs", "1"]
     assert paper.main(argv) == 0
@@ -52,6 +52,11 @@ def test_a_smoke_run_trains_evaluates_and_is_then_skipped(tiny_data, tmp_path, c
     assert [layer["layer"] for layer in r["pca"]["layers"]] == [0, 1] and len(r["pca"]["labels"]) == 64
     vae = json.loads((tmp_path / "res" / "sweep-L2-vae.json").read_text())
     assert vae["model_kind"] == "hvae" and "--no-batch-norm" in vae["commands"][0]
+    assert not (tmp_path / "res" / "sweep-L2-vae.pt").exists()  # weights are kept for the headline runs only
+    from lvae.results import load_model
+
+    cfg, model = load_model(tmp_path / "res" / "headline-lvae-bn-wu.pt")  # what figures/layers_paper.png draws
+    assert cfg.model_kind == "lvae" and model.latent_layers == [0, 1, 2, 3, 4]
     capsys.readouterr()
     assert paper.main(argv) == 0
     assert "0 to run" in capsys.readouterr().out

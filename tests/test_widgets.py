@@ -130,3 +130,25 @@ def test_a_failed_run_frees_the_button_and_adds_nothing(runs):
         ex.train_current()
     assert not ex.button.disabled and "your run" not in ex.runs
     assert ex.log in ex.widget.children  # where a kernel shows the run's progress: tests/test_browser.py looks there
+
+
+def test_the_layer_explorer_keeps_the_layers_above_and_resamples_the_rest():
+    import torch
+
+    from lvae.model import LadderVAE
+    from lvae.widgets import LayerExplorer
+    from conftest import dense_config
+
+    torch.manual_seed(0)
+    model = LadderVAE(dense_config(3)).eval()
+    x = torch.rand(1, 1, 28, 28)
+    ex = LayerExplorer(model, x, n=4)
+    assert ex.labels == ["all drawn from the prior", "z1 … z0 drawn, z2 … kept", "z0 drawn, z1 … kept"]
+    assert ex.caption.value == "z0 drawn, z1 … kept" and ex.figure is not None  # the slider starts at the bottom
+    ex.layer.value = 2
+    assert ex.caption.value == "all drawn from the prior"
+    first = ex.rows(ex.seed)["all drawn from the prior"]
+    ex.resample()
+    again = ex.rows(ex.seed)["all drawn from the prior"]
+    assert first.shape == again.shape == (5, 1, 28, 28) and not torch.allclose(first[1:], again[1:])
+    assert torch.equal(first[0], x[0])  # each row starts with the digit itself
