@@ -268,7 +268,7 @@ def fig_paper_depth(r: Results) -> Figure:
         raise SkipFigure(f"needs depth-sweep results in {r.results_dir / 'paper'} (make paper)")
     done, total = sum(len(p) for p in points.values()), len(paper.DEPTHS) * len(paper.VARIANTS)
     status = "" if done == total else f" — partial: {done} of {total} runs"
-    return plots.nll_vs_depth(points, f"Test NLL against depth ({paper.SWEEP.epochs} epochs, K = {paper.SWEEP.iw_samples}){status}")
+    return plots.nll_vs_depth(points, f"Test NLL against depth ({paper.SWEEP.epochs} epochs, K = {paper.SWEEP.iw_samples})\n{status.lstrip(' —')}".rstrip())
 
 
 def fig_paper_elbo(r: Results) -> Figure:
