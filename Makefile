@@ -26,9 +26,12 @@ browser:
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	else echo "no Chromium and not root: tests/test_browser.py will be skipped (as root: make browser)"; fi
 
+# Fashion-MNIST: online through torchvision, or offline from Debian's dataset-fashion-mnist (installed here when root).
 data: setup
-	# Fashion-MNIST offline comes from Debian's dataset-fashion-mnist (apt-get, needs root).
-	-$(PY) -m lvae data --dataset fashion-mnist
+	@if $(PY) -m lvae data --dataset fashion-mnist; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist \
+	  && $(PY) -m lvae data --dataset fashion-mnist; \
+	else echo "no Fashion-MNIST: as root, make data installs Debian's dataset-fashion-mnist"; fi
 
 demo: setup
 	$(PY) -m lvae train --config seed --out runs/demo --overwrite
