@@ -302,17 +302,20 @@ def _layer_figure(model: HierarchicalModel, r: Results, title: str) -> Figure:
 
 
 def fig_layers_seed(r: Results) -> Figure:
-    return _layer_figure(r.headline_model("LVAE"), r, "What each layer holds (seed LVAE): the digit, then layers resampled")
+    return _layer_figure(r.headline_model("LVAE"), r, "What each layer holds: the seed LVAE\n"
+                                                      "the digit, then its upper layers kept and the rest drawn")
 
 
 def fig_layers_paper(r: Results) -> Figure:
     from lvae.results import load_model
 
-    path = r.results_dir / "paper" / "headline-lvae-bn-wu.pt"
-    if not path.is_file():
-        raise SkipFigure(f"needs the 5-layer ladder's weights {path} (make paper)")
-    _, model = load_model(path)
-    return _layer_figure(model, r, "What each layer holds (the paper's 5-layer LVAE): the digit, then layers resampled")
+    folder = r.results_dir / "paper"
+    path = next((p for p in (folder / "headline-lvae-bn-wu.pt", folder / "sweep-L5-lvae-bn-wu.pt") if p.is_file()), None)
+    if path is None:
+        raise SkipFigure(f"needs the 5-layer ladder's weights in {folder} (make paper)")
+    cfg, model = load_model(path)
+    return _layer_figure(model, r, f"What each layer holds: the paper's 5-layer LVAE ({cfg.train.epochs} epochs)\n"
+                                   "the digit, then its upper layers kept and the rest drawn")
 
 
 # name -> (what it shows, how it is drawn); the README lists them in this order.
