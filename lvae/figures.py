@@ -339,7 +339,7 @@ FIGURES: dict[str, tuple[str, Callable[[Results], Figure]]] = {
     "merge_weights.png": ("The encoder's weight in the merge against the log-variance gap, for every unit of a batch.", fig_merge_weights),
     "temperature.png": ("LVAE samples at temperatures 0.5, 0.8 and 1.", fig_temperature),
     "layers_seed.png": ("What each layer holds: one digit's upper latents kept, the rest resampled (seed LVAE).", fig_layers_seed),
-    "layers_paper.png": ("What each layer holds in the paper's 5-layer LVAE (results/paper weights).", fig_layers_paper),
+    "paper_layers_resampled.png": ("What each layer holds in the paper's 5-layer LVAE (results/paper weights).", fig_layers_paper),
 }
 
 

@@ -165,7 +165,7 @@ figures.source(model.sample_below)
 # hold. In this two-layer model the top latent keeps the digit's class and most of its
 # style, and the spatial inner latent only redraws the stroke. Drag the slider to choose
 # the layer (0 is the bottom), press *resample* for new draws. The paper's five-layer
-# ladder, one row per layer, is `figures/layers_paper.png` (`make paper`, then `make figures`).
+# ladder, one row per layer, is `figures/paper_layers_resampled.png` (`make paper`, then `make figures`).
 
 # %%
 from lvae.widgets import LayerExplorer

@@ -55,7 +55,7 @@ def test_a_smoke_run_trains_evaluates_and_is_then_skipped(tiny_data, tmp_path, c
     assert not (tmp_path / "res" / "sweep-L2-vae.pt").exists()  # weights are kept for the headline runs only
     from lvae.results import load_model
 
-    cfg, model = load_model(tmp_path / "res" / "headline-lvae-bn-wu.pt")  # what figures/layers_paper.png draws
+    cfg, model = load_model(tmp_path / "res" / "headline-lvae-bn-wu.pt")  # what figures/paper_layers_resampled.png draws
     assert cfg.model_kind == "lvae" and model.latent_layers == [0, 1, 2, 3, 4]
     capsys.readouterr()
     assert paper.main(argv) == 0
@@ -116,11 +116,11 @@ def test_verdicts_follow_the_numbers(tmp_path):
 
 def test_the_paper_figures_are_drawn_from_the_json_and_skipped_without_it(tmp_path, capsys):
     names = [n for n in figures.FIGURES if n.startswith("paper_")]
-    assert len(names) == 5
+    assert len(names) == 6  # five from the JSON, one from the 5-layer ladder's weights
     r = runs.Results(runs.FAST, tmp_path / "results", tmp_path / "data", progress=False)
     assert figures.build_figures(names, out_dir=tmp_path / "none", results=r) == []
-    assert capsys.readouterr().out.count("skipped paper_") == 5
+    assert capsys.readouterr().out.count("skipped paper_") == 6
     write_results(tmp_path / "results" / "paper", {})
     written = figures.build_figures(names, out_dir=tmp_path / "figs", results=r)
-    assert sorted(p.name for p in written) == sorted(names)
+    assert sorted(p.name for p in written) == sorted(set(names) - {"paper_layers_resampled.png"})
     assert "partial" not in capsys.readouterr().out
