@@ -20,6 +20,7 @@ import base64
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from matplotlib.figure import Figure
 
@@ -95,7 +96,32 @@ def _png_base64(fig: Figure) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-class WarmupExplorer:
+class FigureWidget:
+    """A widget whose `output` shows one figure, which also travels as a static PNG where
+    widgets cannot render (a headless run, GitHub, nbviewer)."""
+
+    widget: Any
+    output: Any
+    figure: Figure | None = None
+
+    def _render(self) -> None:
+        from IPython.display import clear_output, display
+
+        if not _in_kernel():  # plain Python (tests): the state above is the whole result
+            return
+        with self.output:
+            clear_output(wait=True)
+            if self.figure is not None:
+                display(self.figure)
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if self.figure is not None:
+            bundle["image/png"] = _png_base64(self.figure)
+        return bundle
+
+
+class WarmupExplorer(FigureWidget):
     """Sliders (start, end, length, per iteration / per epoch), a 'train this schedule' button, a plot.
 
     Displayed in a notebook it is the live widget; where widgets cannot render (a headless
@@ -165,31 +191,15 @@ class WarmupExplorer:
         self.status.value = f"trained: final test ELBO {summary.epochs[-1]['elbo']:.1f} nats, drawn as 'your run'"
         return summary
 
-    def _render(self) -> None:
-        from IPython.display import clear_output, display
-
-        if not _in_kernel():  # plain Python (tests): the state above is the whole result
-            return
-        with self.output:
-            clear_output(wait=True)
-            if self.figure is not None:
-                display(self.figure)
-
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        if self.figure is not None:
-            bundle["image/png"] = _png_base64(self.figure)
-        return bundle
 
 
 # ----------------------------------------------------------------------------- what each layer holds (notebook 02)
 
 
-class LayerExplorer:
+class LayerExplorer(FigureWidget):
     """Choose a layer and resample: one digit's latents above the layer are kept, the chosen layer
     and everything below it are drawn afresh (`figures.layer_resamples`, one row of it).
 
-    Like `WarmupExplorer`, it carries a static PNG where widgets cannot render.
     """
 
     def __init__(self, model, x, n: int = 10):
@@ -219,15 +229,4 @@ class LayerExplorer:
         label = self.labels[len(self.labels) - 1 - self.layer.value]  # slider 0 = the bottom layer
         self.caption.value = label
         self.figure = plots.image_rows({label: self.rows(self.seed)[label]})
-        if _in_kernel():
-            from IPython.display import clear_output, display
-
-            with self.output:
-                clear_output(wait=True)
-                display(self.figure)
-
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        if self.figure is not None:
-            bundle["image/png"] = _png_base64(self.figure)
-        return bundle
+        self._render()
