@@ -38,8 +38,8 @@ from lvae.training import Trainer, model_inputs
 from lvae.widgets import WarmupExplorer
 
 results = runs.Results()  # LVAE_FAST=1 makes everything small (the tests use it)
-runs = results.warmup_summaries
-study = next(iter(runs.values()))
+warmup_runs = results.warmup_summaries
+study = next(iter(warmup_runs.values()))
 cfg = study.run_config
 print(f"{cfg.train.limit} training images, {cfg.train.epochs} epochs of {study.iterations_per_epoch} iterations, "
       f"batch {cfg.train.batch_size}, latents {study.latent_sizes} (bottom first)")
@@ -56,7 +56,7 @@ print(f"{cfg.train.limit} training images, {cfg.train.epochs} epochs of {study.i
 figures.source(beta_at)
 
 # %%
-schedule = runs["per iteration"].schedule
+schedule = warmup_runs["per iteration"].schedule
 ipe, epochs = study.iterations_per_epoch, cfg.train.epochs
 iteration = schedule.steps // 2  # halfway through the warm-up
 beta = beta_at(schedule, iteration, iteration // ipe, ipe * epochs, epochs)
@@ -125,7 +125,7 @@ figures.source(Trainer.step)
 # show for the "per iteration" run is `beta_at` at every one of its iterations.
 
 # %%
-run = runs["per iteration"]
+run = warmup_runs["per iteration"]
 every = torch.tensor(beta_curve(run.schedule, ipe, epochs), dtype=torch.float64)  # beta_at for each iteration
 logged = every[: len(run.beta) * run.stride].reshape(-1, run.stride).mean(1)  # the digest keeps window means
 assert torch.allclose(logged, torch.tensor(run.beta, dtype=torch.float64))
@@ -149,7 +149,7 @@ figures.fig_warmup_schedules(results)
 figures.fig_warmup_effect(results)
 
 # %%
-figures.summary_table(runs)
+figures.summary_table(warmup_runs)
 
 # %% [markdown]
 # ## Explore: the sliders
@@ -164,7 +164,7 @@ figures.summary_table(runs)
 # The logic lives in `lvae.widgets.warmup_view` (tested); the widget only wires sliders to it.
 
 # %%
-explorer = WarmupExplorer(runs, train=results.live_warmup)
+explorer = WarmupExplorer(warmup_runs, train=results.live_warmup)
 explorer
 
 # %% [markdown]
@@ -177,7 +177,7 @@ explorer
 # %%
 live_schedule = runs.warmup_schedule("linear_iter", start=0.2, end=1.0, length_epochs=2, ipe=study.iterations_per_epoch)
 live = results.live_warmup(live_schedule)
-plots.warmup_effect({**runs, "live: 0.2 → 1 over 2 epochs": live})
+plots.warmup_effect({**warmup_runs, "live: 0.2 → 1 over 2 epochs": live})
 
 # %%
-figures.summary_table({**runs, "live": live})
+figures.summary_table({**warmup_runs, "live": live})
