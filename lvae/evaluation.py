@@ -243,6 +243,8 @@ def evaluate_model(model: HierarchicalModel, x_eval: Tensor, reference: Tensor, 
         "recon": elbo["recon"],
         "nll": iw.nll,
         "nll_stderr": iw.stderr,
+        # each image's log p(x) estimate, in the split's order: two models on the same images compare pairwise
+        "per_image_log_px": [round(v, 4) for v in iw.per_image.tolist()],
         "iw_samples": iw.iw_samples,
         "kl_per_layer": elbo["kl"],
         "kl_units": elbo["kl_units"],

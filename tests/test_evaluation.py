@@ -194,6 +194,7 @@ def test_cli_evaluate_json(tmp_path, tiny_data, capsys):
     assert r["iw_samples"] == 20 and r["images"] == 64 and r["layer_order"] == "bottom first"
     assert len(r["kl_per_layer"]) == len(r["active_units"]) == 5
     assert r["nll"] <= -r["elbo"] + 5 * r["nll_stderr"]
+    assert len(r["per_image_log_px"]) == 64 and abs(-sum(r["per_image_log_px"]) / 64 - r["nll"]) < 1e-3
     assert len(r["class_histogram"]) == 10 and abs(sum(r["class_histogram"]) - 1) < 1e-9
     assert 0 <= r["class_kl_to_uniform"] <= math.log(10) + 1e-9 and r["fid_mnist"] >= 0
     assert [len(u) for u in r["kl_units"]] == [64, 32, 16, 8, 4] and r["latent_layers"] == [0, 1, 2, 3, 4]

@@ -124,3 +124,12 @@ def test_the_paper_figures_are_drawn_from_the_json_and_skipped_without_it(tmp_pa
     written = figures.build_figures(names, out_dir=tmp_path / "figs", results=r)
     assert sorted(p.name for p in written) == sorted(set(names) - {"paper_layers_resampled.png"})
     assert "partial" not in capsys.readouterr().out
+
+
+def test_a_gap_is_paired_when_both_runs_saved_their_per_image_estimates():
+    a = {"nll": 90.0, "nll_stderr": 1.0, "per_image_log_px": [-80.0, -100.0, -90.0]}
+    b = {"nll": 90.5, "nll_stderr": 1.0, "per_image_log_px": [-80.4, -100.6, -90.5]}
+    gap, se = claims._gap(a, b)
+    assert gap == pytest.approx(-0.5) and se == pytest.approx(0.0577, abs=1e-3)  # the spread of +0.4, +0.6, +0.5 only
+    del b["per_image_log_px"]
+    assert claims._gap(a, b) == (pytest.approx(-0.5), pytest.approx(2**0.5))  # unpaired: the two means' errors add
