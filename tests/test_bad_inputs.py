@@ -141,7 +141,7 @@ CASES = [
     # checkpoints
     Case("checkpoint-truncated", lambda w: resume(w, "--epochs", "2"), "{run}/checkpoint.pt: not a usable checkpoint (truncated, corrupt or not made by lvae)",
          setup=lambda w: truncate(w.run / "checkpoint.pt")),
-    # seeded: on these bytes torch's safe unpickler raises IndexError (once os.urandom, which failed only now and then)
+    # seeded: on these bytes torch's safe unpickler raises IndexError (it used to be unseeded random bytes, which failed only now and then)
     Case("checkpoint-random-bytes", lambda w: resume(w, "--epochs", "2"), "{run}/checkpoint.pt: not a usable checkpoint",
          setup=lambda w: ((w.run / "checkpoint.pt").unlink(), (w.run / "checkpoint.pt").write_bytes(random.Random(2).randbytes(4096)))),
     Case("checkpoint-runs-code", lambda w: resume(w, "--epochs", "2"),
