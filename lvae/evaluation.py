@@ -276,8 +276,8 @@ def evaluate_run(run_dir: Path, iw_samples: int = 1000, split: str = "test", chu
         prior_samples = 0  # the judge knows digits only
     result = evaluate_model(model, evaluation_inputs(data, cfg.model.likelihood), data.images, cfg.model.likelihood,
                             cfg.model.output_variance, iw_samples, chunk, prior_samples, seed, progress)
-    return {"run": str(run_dir), "config": cfg.name, "model_kind": cfg.model_kind, "likelihood": cfg.model.likelihood,
-            "split": split, **result, "hardware": hardware()}
+    return {"run": str(run_dir), "config": cfg.name, "model_kind": cfg.model_kind, "dataset": cfg.train.dataset,
+            "likelihood": cfg.model.likelihood, "split": split, **result, "hardware": hardware()}
 
 
 def cpu_model() -> str:

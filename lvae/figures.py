@@ -318,6 +318,19 @@ def fig_layers_paper(r: Results) -> Figure:
                                    "the digit, then its upper layers kept and the rest drawn")
 
 
+def fig_fashion_samples(r: Results) -> Figure:
+    from lvae.results import FASHION, load_model
+
+    paths = [r.results_dir / f"{name}.pt" for name in FASHION if (r.results_dir / f"{name}.pt").is_file()]
+    if not paths:
+        raise SkipFigure(f"needs Fashion-MNIST weights in {r.results_dir} (make fashion)")
+    grids = {}
+    for path in paths:
+        cfg, model = load_model(path)
+        grids[f"{cfg.name} recipe, {cfg.train.epochs} epochs"] = samples(model, 64)
+    return plots.image_grids(grids, nrow=8, title="Fashion-MNIST: samples from the prior N(0, I), temperature 1")
+
+
 # name -> (what it shows, how it is drawn); the README lists them in this order.
 FIGURES: dict[str, tuple[str, Callable[[Results], Figure]]] = {
     "lvae_vs_vae_samples.png": ("64 samples from each model's prior (N(0, I) at the top, temperature 1).", fig_samples),
@@ -340,6 +353,7 @@ FIGURES: dict[str, tuple[str, Callable[[Results], Figure]]] = {
     "temperature.png": ("LVAE samples at temperatures 0.5, 0.8 and 1.", fig_temperature),
     "layers_seed.png": ("What each layer holds: one digit's upper latents kept, the rest resampled (seed LVAE).", fig_layers_seed),
     "paper_layers_resampled.png": ("What each layer holds in the paper's 5-layer LVAE (results/paper weights).", fig_layers_paper),
+    "fashion_samples.png": ("Fashion-MNIST: prior samples of the seed and paper recipes (results/fashion-*.pt).", fig_fashion_samples),
 }
 
 

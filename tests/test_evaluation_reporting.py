@@ -34,6 +34,19 @@ def test_readme_section_is_rendered_from_the_json_files(tmp_path):
     assert not results.update_readme(readme, rdir)  # idempotent
 
 
+def test_fashion_rows_get_their_own_section_without_digit_judgements(tmp_path):
+    rdir = tmp_path / "results"
+    rdir.mkdir()
+    row = fake_result("fashion-seed-lvae", 240.5)
+    del row["class_kl_to_uniform"], row["fid_mnist"]  # evaluate skips them off MNIST
+    (rdir / "fashion-seed-lvae.json").write_text(json.dumps(row))
+    text = results.render(rdir)
+    section = text.split("### Fashion-MNIST", 1)[1]
+    assert "`fashion-seed-lvae`" in section and "**240.50**" in section
+    assert section.count("n/a (digits only)") == 2 and "nan" not in section
+    assert "figures/fashion_samples.png" in section
+
+
 def test_saved_weights_round_trip(tmp_path):
     cfg = paper_config()
     model = build_model("lvae", cfg.model).eval()

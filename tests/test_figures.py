@@ -57,12 +57,13 @@ def test_warmup_study_differs_only_in_beta():
 def test_every_figure_is_drawn_and_runs_are_reused(results, tmp_path, capsys):
     out = tmp_path / "figs"
     written = figures.build_figures(out_dir=out, results=results)
-    paper_figures = {n for n in figures.FIGURES if n.startswith("paper_")}  # tests/test_paper.py draws those
-    assert sorted(p.name for p in written) == sorted(set(figures.FIGURES) - paper_figures)
+    # tests/test_paper.py draws the paper's figures, test_fashion_samples_come_from_the_committed_weights Fashion's
+    long_run_figures = {n for n in figures.FIGURES if n.startswith(("paper_", "fashion_"))}
+    assert sorted(p.name for p in written) == sorted(set(figures.FIGURES) - long_run_figures)
     for p in written:
         assert_drawn(p, like=figures.FIGURES_DIR / p.name)
     log = capsys.readouterr().out
-    assert log.count("skipped paper_") == len(paper_figures)  # the paper runs' results are not in this folder
+    assert log.count("skipped paper_") + log.count("skipped fashion_") == len(long_run_figures)  # not in this folder
     assert log.count("training ") == 5 and "epochs x" in log  # 2 headline + 3 warm-up runs, each announced
 
     # summaries were written (full-size budget: into results/summaries) and carry active units per epoch
@@ -140,6 +141,22 @@ def test_a_half_done_run_is_resumed_and_a_dead_one_restarted(results, tmp_path, 
     runs.ensure_run(cfg, dead, results.data, progress=False)
     assert "training" in capsys.readouterr().out
     assert [r["epoch"] for r in runs.read_jsonl(dead / "epochs.jsonl")] == [0, 1]
+
+
+def test_fashion_samples_come_from_the_committed_weights(tmp_path, capsys):
+    from lvae.config import named_config
+    from lvae.model import build_model
+    from lvae.results import save_weights
+
+    r = Results(TINY, results_dir=tmp_path, progress=False)
+    assert figures.build_figures(["fashion_samples.png"], out_dir=tmp_path, results=r) == []
+    assert "skipped fashion_samples.png: needs Fashion-MNIST weights" in capsys.readouterr().out
+    cfg = named_config("seed")
+    cfg.train.dataset = "fashion-mnist"
+    torch.manual_seed(0)
+    save_weights(cfg, build_model(cfg.model_kind, cfg.model), tmp_path / "fashion-seed-lvae.pt")
+    [png] = figures.build_figures(["fashion_samples.png"], out_dir=tmp_path, results=r)
+    assert_drawn(png, like=png)  # no committed copy to compare sizes with until make fashion has run
 
 
 def test_readme_shows_every_figure_and_every_figure_is_committed():
