@@ -4,7 +4,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
 
-.PHONY: setup browser data demo test test-fast clean-venv bench results-table figures notebooks speed-options paper fashion
+.PHONY: setup browser data demo test test-fast clean-venv bench results-table figures notebooks speed-options paper fashion gpu-check
 
 setup: $(VENV_STAMP) $(MNIST)
 
@@ -78,6 +78,11 @@ results/fashion-paper-lvae.json: | data
 notebooks: setup
 	$(PY) -m jupytext --to ipynb --update notebooks/*.py
 	$(PY) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 --ExecutePreprocessor.record_timing=False notebooks/*.ipynb
+
+# On a lent GPU: train the paper's 5-layer ladder and score it with K = 5000, printing images/s and the NLL
+# (results/gpu-check.json). GPU_ARGS go to python -m lvae.gpu_check, e.g. GPU_ARGS="--epochs 100 -- --lr-schedule cosine".
+gpu-check: setup
+	$(PY) -m lvae.gpu_check $(GPU_ARGS)
 
 # Images/s of --amp bf16 and --compile against fp32 eager, measured on this machine in one run.
 speed-options: setup

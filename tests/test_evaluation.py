@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from lvae.cli import main
-from lvae.config import LayerSpec, ModelConfig
+from lvae.config import LayerSpec, ModelConfig, paper_config
 from lvae.data import fixed_binarization, synthetic_split
 from lvae.evaluation import active_units, importance_log_weights, iw_log_likelihood, unbiased_activity
 from lvae.latents import Gaussian
 from lvae.losses import log_likelihood
+from lvae.model import build_model
 from lvae.model import HierarchicalModel, HierarchicalVAE, LadderVAE, LatentSample, ModelOutput, TopLatentVAE
 from lvae.training import split_elbo
 from conftest import conv_config, dense_config
@@ -113,6 +114,21 @@ def test_estimate_does_not_rise_with_k(kind):
     nll = {k: iw_log_likelihood(model, x, k, "bernoulli", chunk=2000).nll for k in (1, 10, 100, 1000)}
     assert nll[1] > nll[10] > nll[100] > nll[1000] - 0.05, nll  # the bound tightens as K grows
     assert nll[1] - nll[1000] > 1.0, nll  # and on an untrained model by a clear margin
+
+
+def test_pass_width_follows_the_device_memory():
+    from lvae.evaluation import CHUNK_FLOATS, activation_budget, auto_chunk
+
+    cfg = paper_config().model
+    model = build_model("lvae", cfg).eval()
+    x = torch.zeros(1, *cfg.image_shape)
+    assert activation_budget(torch.device("cpu")) == 4 * CHUNK_FLOATS
+    gpu = activation_budget(torch.device("cuda"), free_bytes=80 * 2**30)  # an idle H100
+    assert gpu == 80 * 2**30 // 64
+    assert activation_budget(torch.device("cuda"), free_bytes=2**20) == 4 * CHUNK_FLOATS  # never below the CPU's
+    largest = 4 * 784  # bytes: the output logits of one image are the widest activation of the dense ladder
+    assert auto_chunk(model, x) == 4 * CHUNK_FLOATS // largest
+    assert auto_chunk(model, x, budget_bytes=gpu) == gpu // largest  # ~400x wider passes on the GPU
 
 
 def test_chunking_changes_memory_not_the_result():
