@@ -1,9 +1,10 @@
 """`make bench`: how fast training and evaluation run, as a fraction of this machine's peak.
 
-    python -m lvae.bench [--json] [--save results/bench.json] [--steps N]
+    python -m lvae.bench [--json] [--save results/bench.json] [--steps N] [--threads 1 2]
 
-The peak is measured in the same run: the best of several large fp32 matmuls
-(torch.mm, 2048 x 2048) with the same thread count. FLOPs are counted by
+Every workload is measured once per thread count (default: 1 and every core), side by
+side, against the peak measured in the same run with the same thread count: the best of
+several large fp32 matmuls (torch.mm, 2048 x 2048). FLOPs are counted by
 `torch.utils.flop_counter.FlopCounterMode` on one real step (matmuls and convolutions,
 forward and backward; element-wise work is not counted, so the ratio is a lower bound
 on how busy the cores are). Each workload runs in its own process, so its peak resident
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -115,19 +117,28 @@ def run_one(name: str, steps: int) -> dict[str, Any]:
     return row
 
 
-def bench(steps: int) -> dict[str, Any]:
-    from lvae.evaluation import hardware
-
+def bench_threads(steps: int, threads: int) -> dict[str, Any]:
+    """Every workload with `threads` threads, each in its own process, against the peak of as many threads."""
+    torch.set_num_threads(threads)
     peak = max(matmul_peak() for _ in range(2))
     rows = []
     for name, goal in WORKLOADS.items():
-        out = subprocess.run([sys.executable, "-m", "lvae.bench", "--one", name, "--steps", str(steps)],
+        out = subprocess.run([sys.executable, "-m", "lvae.bench", "--one", name, "--steps", str(steps), "--threads", str(threads)],
                              capture_output=True, text=True, check=True).stdout
         row = json.loads(out)
         row.update(ratio=row["gflops"] / peak, goal=goal, met=None if goal is None else row["gflops"] / peak >= goal)
         rows.append(row)
     peak_after = matmul_peak()  # if this differs much from `peak`, something else was using the CPU
-    return {"peak_gflops": peak, "peak_gflops_after": peak_after, "hardware": hardware(), "rows": rows}
+    return {"threads": threads, "peak_gflops": peak, "peak_gflops_after": peak_after, "rows": rows}
+
+
+def bench(steps: int, threads: list[int]) -> dict[str, Any]:
+    from lvae.evaluation import hardware
+
+    runs = [bench_threads(steps, n) for n in threads]
+    faster = {row["name"]: max(runs, key=lambda r: next(x["throughput"] for x in r["rows"] if x["name"] == row["name"]))["threads"]
+              for row in runs[0]["rows"]}
+    return {"hardware": hardware(), "runs": runs, "faster_threads": faster}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,12 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--save", help="also write the JSON to this file (e.g. results/bench.json)")
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--threads", type=int, nargs="+", help="thread counts to compare (default: 1 and every core)")
     ap.add_argument("--one", choices=sorted(WORKLOADS), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.one:
+        torch.set_num_threads(a.threads[0] if a.threads else torch.get_num_threads())
         print(json.dumps(run_one(a.one, a.steps)))
         return 0
-    result = bench(a.steps)
+    cores = os.cpu_count() or 1
+    result = bench(a.steps, a.threads or sorted({1, cores}))
     if a.save:
         with open(a.save, "w") as f:
             f.write(json.dumps(result, indent=1) + "\n")
@@ -150,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         from lvae.results import bench_table
 
         print(bench_table(result))
-        print(f"\n(matmul peak re-measured after the workloads: {result['peak_gflops_after']:.1f} GFLOP/s)")
+        for r in result["runs"]:
+            print(f"(matmul peak with {r['threads']} thread(s) re-measured after the workloads: {r['peak_gflops_after']:.1f} GFLOP/s)")
     return 0
 
 

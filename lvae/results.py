@@ -134,15 +134,28 @@ def ablation_table(abl: dict[str, Any]) -> str:
 
 
 def bench_table(b: dict[str, Any]) -> str:
-    other = RESULTS / "bench-2threads-shared.json"
-    lines = []
-    if other.exists():
-        o = json.loads(other.read_text())
-        ratios = ", ".join(f"{r['name']} {100 * r['ratio']:.0f} %" for r in o["rows"])
-        lines += [f"With 2 threads while other jobs held the cores (`{other}`, peak {o['peak_gflops']:.1f} GFLOP/s), every "
-                  f"parallel region waits for a descheduled thread and small ops collapse: {ratios}. The table below is "
-                  "the same bench with `OMP_NUM_THREADS=1 python -m lvae.bench`, peak measured with the same single thread.", ""]
-    lines += [f"Measured fp32 matmul peak: **{b['peak_gflops']:.1f} GFLOP/s** ({b['hardware']['threads']} threads, {b['hardware']['cpu']}).",
+    """`make bench` as a table: each thread count's throughput and its fraction of the peak it measured."""
+    if "runs" not in b:  # a bench from before thread counts were compared
+        return single_bench_table(b)
+    runs = b["runs"]
+    peaks = ", ".join(f"{r['peak_gflops']:.1f} GFLOP/s with {r['threads']} thread(s)" for r in runs)
+    head = "| workload | " + " | ".join(f"{r['threads']} thread(s) | of peak" for r in runs) + " | goal | faster |"
+    lines = [f"Measured fp32 matmul peak ({b['hardware']['cpu']}): **{peaks}**. Each workload runs in its own process, "
+             "once per thread count; its fraction is of the peak with the same threads.", "", head,
+             "|---|" + "---|---|" * len(runs) + "---|---|"]
+    for i, row in enumerate(runs[0]["rows"]):
+        cells = []
+        for r in runs:
+            x = r["rows"][i]
+            rate, unit = _throughput(x)
+            cells.append(f"{rate:.0f} {unit} | {100 * x['ratio']:.0f} %")
+        goal = f"≥ {100 * row['goal']:.0f} %" if row.get("goal") else ""
+        lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {goal} | {b['faster_threads'][row['name']]} thread(s) |")
+    return "\n".join(lines)
+
+
+def single_bench_table(b: dict[str, Any]) -> str:
+    lines = [f"Measured fp32 matmul peak: **{b['peak_gflops']:.1f} GFLOP/s** ({b['hardware']['threads']} threads, {b['hardware']['cpu']}).",
              "", "| workload | throughput | time | GFLOP/s | of peak | goal | peak memory |", "|---|---|---|---|---|---|---|"]
     for r in b["rows"]:
         goal = f"≥ {100 * r['goal']:.0f} %" if r.get("goal") else ""

@@ -47,6 +47,19 @@ def test_fashion_rows_get_their_own_section_without_digit_judgements(tmp_path):
     assert "figures/fashion_samples.png" in section
 
 
+def test_bench_table_puts_thread_counts_side_by_side():
+    def run(threads, peak, rates):
+        return {"threads": threads, "peak_gflops": peak, "peak_gflops_after": peak, "rows": [
+            {"name": n, "throughput": t, "unit": "images/s", "ratio": t / 1000 / peak, "goal": 0.6} for n, t in rates.items()]}
+
+    b = {"hardware": {"cpu": "x86_64"}, "faster_threads": {"train-paper": 2, "train-seed": 1},
+         "runs": [run(1, 100.0, {"train-paper": 50_000, "train-seed": 30_000}), run(2, 200.0, {"train-paper": 80_000, "train-seed": 20_000})]}
+    table = results.bench_table(b)
+    assert "100.0 GFLOP/s with 1 thread(s), 200.0 GFLOP/s with 2 thread(s)" in table
+    row = next(line for line in table.splitlines() if line.startswith("| train-paper"))
+    assert row == "| train-paper | 50000 images/s | 50 % | 80000 images/s | 40 % | ≥ 60 % | 2 thread(s) |"
+
+
 def test_saved_weights_round_trip(tmp_path):
     cfg = paper_config()
     model = build_model("lvae", cfg.model).eval()
