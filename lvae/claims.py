@@ -63,6 +63,24 @@ def _beats(results: dict[str, dict[str, Any]], better: str, worse: str, claim: s
     return Claim("paper", claim, measured, verdict)
 
 
+def _depth_gain(results: dict[str, dict[str, Any]]) -> Claim:
+    """The paper's depth figure: adding stochastic layers helps the ladder more than the VAE."""
+    claim = "Stacking layers helps the ladder more than the VAE (NLL gain from L = 1 to L = 5, both BN + WU)"
+    sweep = {(r["variant"], r["depth"]): r for r in results.values() if r["group"] == "sweep"}
+    lo, hi = min(paper.DEPTHS), max(paper.DEPTHS)
+    variants = ("vae-bn-wu", "lvae-bn-wu")
+    if not all((v, d) in sweep for v in variants for d in (lo, hi)):
+        return Claim("paper", claim, f"needs L = {lo} and L = {hi} of both models", "not measured yet")
+    gains = {v: _gap(sweep[(v, lo)], sweep[(v, hi)]) for v in variants}  # NLL(L=1) - NLL(L=5): positive = depth helps
+    best = {v: min((d for (w, d) in sweep if w == v), key=lambda d: sweep[(v, d)]["nll"]) for v in variants}
+    diff = gains["lvae-bn-wu"][0] - gains["vae-bn-wu"][0]
+    se = math.hypot(gains["lvae-bn-wu"][1], gains["vae-bn-wu"][1])
+    measured = "; ".join(f"{paper.VARIANTS[v].label}: {g:+.2f} ± {e:.2f} nats, best at L = {best[v]}" for v, (g, e) in gains.items())
+    verdict = ("reproduced" if diff > SIGNIFICANT * se else
+               "not reproduced: depth helps the VAE more" if diff < -SIGNIFICANT * se else "not reproduced: no significant difference")
+    return Claim("paper", claim, f"{measured}; ladder minus VAE {diff:+.2f} ± {se:.2f}", verdict)
+
+
 def _units(r: dict[str, Any]) -> str:
     return " / ".join(f"{a}/{u}" for a, u in zip(r["active_units"], r["latent_units"]))
 
@@ -97,6 +115,7 @@ def paper_claims(results: dict[str, dict[str, Any]]) -> list[Claim]:
         _beats(results, "lvae-bn-wu", "vae-bn-wu", "The ladder beats the VAE (both with BN + WU) at every depth"),
         _beats(results, "vae-bn", "vae", "Batch norm helps the VAE"),
         _beats(results, "vae-bn-wu", "vae-bn", "KL warm-up helps the VAE (with BN)"),
+        _depth_gain(results),
     ]
     pair, what = paper.comparison_pair(results)
     if pair:

@@ -90,6 +90,9 @@ def write_results(folder: Path, lvae_gap_at: dict[int, float]) -> None:
             (folder / f"{r['name']}.json").write_text(json.dumps(r))
 
 
+DEPTH = "Stacking layers helps the ladder more than the VAE (NLL gain from L = 1 to L = 5, both BN + WU)"
+
+
 def verdicts(folder: Path) -> dict[str, str]:
     return {c.claim: c.verdict for c in claims.paper_claims(paper.load_results(folder))}
 
@@ -102,6 +105,7 @@ def test_verdicts_follow_the_numbers(tmp_path):
     assert v["The ladder keeps more active units in its upper layers (z1 … z4)"] == "reproduced"
     assert v["The deep VAE's upper layers collapse (less so with BN and WU; the ladder's least)"] == "reproduced"
     assert next(x for k, x in v.items() if k.startswith("A 5-layer LVAE")) == "not measured yet"
+    assert v[DEPTH] == "not reproduced: no significant difference"  # both gain 4 nats from L = 1 to 5
 
     write_results(tmp_path / "b", {2: +1.0, 4: -0.1})  # worse at L=2, within noise at L=4
     v = verdicts(tmp_path / "b")
@@ -112,6 +116,12 @@ def test_verdicts_follow_the_numbers(tmp_path):
         p.unlink()
     v = verdicts(tmp_path / "c")
     assert v["The ladder beats the VAE (both with BN + WU) at every depth"] == "reproduced (partial sweep: L = 5, 4, 3 measured)"
+    assert v[DEPTH] == "not measured yet"
+
+    write_results(tmp_path / "d", {1: +1.0})  # the one-layer ladder is worse: it gains 8 nats from depth, the VAE 4
+    assert verdicts(tmp_path / "d")[DEPTH] == "reproduced"
+    write_results(tmp_path / "e", {5: +1.0})  # the five-layer ladder is worse: it gains 0 nats, the VAE 4
+    assert verdicts(tmp_path / "e")[DEPTH] == "not reproduced: depth helps the VAE more"
 
 
 def test_the_paper_figures_are_drawn_from_the_json_and_skipped_without_it(tmp_path, capsys):
