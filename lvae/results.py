@@ -165,6 +165,12 @@ def single_bench_table(b: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _parallel_table(b: dict[str, Any]) -> str:
+    from lvae.bench_parallel import table
+
+    return table(b)
+
+
 def _throughput(row: dict[str, Any]) -> tuple[float, str]:
     """A bench row's rate and its unit (rows written before `unit` existed held IW rates as samples_per_s)."""
     if "unit" in row:
@@ -242,7 +248,8 @@ def render(results_dir: Path = RESULTS) -> str:
                   "![Fashion-MNIST samples](figures/fashion_samples.png)"]
     for fname, title, fn in (("paper-ablations.json", "Ablations on the `paper` LVAE", ablation_table),
                              ("seed-study.json", "The seed's class imbalance (\"mode collapse\")", seed_study_table),
-                             ("bench.json", "Speed (`make bench`)", bench_table)):
+                             ("bench.json", "Speed (`make bench`)", bench_table),
+                             ("bench-parallel.json", "Threads or processes (`python -m lvae.bench_parallel`)", _parallel_table)):
         path = results_dir / fname
         if path.exists():
             data = json.loads(path.read_text())
