@@ -35,12 +35,18 @@ def _gap(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float]:
     """NLL(a) - NLL(b) and its standard error: of the per-image differences where both runs saved
     their per-image estimates (same images, so image-to-image spread cancels), else of two
     independent means (wider)."""
-    pa, pb = a.get("per_image_log_px"), b.get("per_image_log_px")
-    if pa and pb and len(pa) == len(pb):
+    if _paired(a, b):
+        pa, pb = a["per_image_log_px"], b["per_image_log_px"]
         diff = [y - x for x, y in zip(pa, pb)]  # NLL(a) - NLL(b) per image
         mean = sum(diff) / len(diff)
         return mean, math.sqrt(sum((d - mean) ** 2 for d in diff) / (len(diff) - 1) / len(diff))
     return a["nll"] - b["nll"], math.hypot(a["nll_stderr"], b["nll_stderr"])
+
+
+def _paired(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether `_gap` can pair the two runs image by image."""
+    pa, pb = a.get("per_image_log_px"), b.get("per_image_log_px")
+    return bool(pa and pb and len(pa) == len(pb))
 
 
 def _beats(results: dict[str, dict[str, Any]], better: str, worse: str, claim: str) -> Claim:
@@ -51,7 +57,8 @@ def _beats(results: dict[str, dict[str, Any]], better: str, worse: str, claim: s
         return Claim("paper", claim, "no depth has both runs yet", "not measured yet")
     gaps = {d: _gap(sweep[(better, d)], sweep[(worse, d)]) for d in depths}
     wins = [d for d, (g, se) in gaps.items() if g < -SIGNIFICANT * se]
-    measured = "; ".join(f"L={d}: {g:+.2f} ± {se:.2f}" for d, (g, se) in gaps.items())
+    measured = "; ".join(f"L={d}: {g:+.2f} ± {se:.2f}{'' if _paired(sweep[(better, d)], sweep[(worse, d)]) else ' (unpaired)'}"
+                         for d, (g, se) in gaps.items())
     measured = f"NLL({paper.VARIANTS[better].label}) − NLL({paper.VARIANTS[worse].label}), nats: {measured}"
     partial = "" if len(depths) == len(paper.DEPTHS) else f" (partial sweep: L = {', '.join(map(str, depths))} measured)"
     if len(wins) == len(depths):

@@ -61,6 +61,18 @@ def test_a_smoke_run_trains_evaluates_and_is_then_skipped(tiny_data, tmp_path, c
     assert paper.main(argv) == 0
     assert "0 to run" in capsys.readouterr().out
 
+    # a JSON from before per-image estimates were saved is re-scored by the same evaluate command
+    path = tmp_path / "res" / "sweep-L2-vae.json"
+    old = json.loads(path.read_text())
+    stripped = {k: v for k, v in old.items() if k != "per_image_log_px"}
+    path.write_text(json.dumps(stripped))
+    assert paper.main([*argv, "--add-per-image"]) == 0
+    assert "re-scored 1 run(s)" in capsys.readouterr().out  # the other two still have theirs
+    new = json.loads(path.read_text())
+    assert new["per_image_log_px"] == old["per_image_log_px"] and new["nll"] == old["nll"]  # seeded: the same estimate
+    assert new["rescored"]["nll_before"] == old["nll"] and new["rescored"]["command"].startswith("python -m lvae evaluate")
+    assert new["pca"] == old["pca"] and new["commands"] == old["commands"]  # the rest of the record is kept
+
 
 # ----------------------------------------------------------------------------- made-up results
 
