@@ -328,7 +328,7 @@ def fig_fashion_samples(r: Results) -> Figure:
     for path in paths:
         cfg, model = load_model(path)
         grids[f"{cfg.name} recipe, {cfg.train.epochs} epochs"] = samples(model, 64)
-    return plots.image_grids(grids, nrow=8, title="Fashion-MNIST: samples from the prior N(0, I), temperature 1")
+    return plots.image_grids(grids, nrow=8, title="Fashion-MNIST, prior samples (T = 1)")
 
 
 # name -> (what it shows, how it is drawn); the README lists them in this order.
