@@ -96,6 +96,13 @@ def _judged(r: dict[str, Any], key: str, fmt: str) -> str:
     return format(r[key], fmt) if key in r else "n/a (digits only)"
 
 
+def epochs_cell(r: dict[str, Any]) -> str:
+    """Epochs trained, flagged when fewer than the run's config asked for (a partial run)."""
+    trained = r["training"]["epochs"]
+    planned = r.get("config_dict", {}).get("train", {}).get("epochs", trained)
+    return str(trained) if trained >= planned else f"{trained} of {planned} (**partial**)"
+
+
 def headline_table(rows: list[dict[str, Any]]) -> str:
     head = ("| run | model | likelihood | epochs | train time | test ELBO | NLL (IW) | K | KL per layer (bottom → top) "
             "| active units | class KL to uniform | FID_MNIST |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -103,7 +110,7 @@ def headline_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         t = r["training"]
         lines.append(
-            f"| `{r['name']}` | {r['model_kind']} | {r['likelihood']} | {t['epochs']} | {t['train_seconds'] / 60:.1f} min "
+            f"| `{r['name']}` | {r['model_kind']} | {r['likelihood']} | {epochs_cell(r)} | {t['train_seconds'] / 60:.1f} min "
             f"| {r['elbo']:.2f} | **{r['nll']:.2f}** ± {r['nll_stderr']:.2f} | {r['iw_samples']} | {_fmt_list(r['kl_per_layer'])} "
             f"| {' / '.join(f'{a}/{u}' for a, u in zip(r['active_units'], r['latent_units']))} "
             f"| {_judged(r, 'class_kl_to_uniform', '.4f')} | {_judged(r, 'fid_mnist', '.1f')} |")

@@ -45,6 +45,11 @@ def test_fashion_rows_get_their_own_section_without_digit_judgements(tmp_path):
     assert "`fashion-seed-lvae`" in section and "**240.50**" in section
     assert section.count("n/a (digits only)") == 2 and "nan" not in section
     assert "figures/fashion_samples.png" in section
+    assert "| 7 |" in section  # trained as many epochs as its config asked for
+
+    row["config_dict"] = {"train": {"epochs": 100}}  # a run stopped early says so
+    (rdir / "fashion-seed-lvae.json").write_text(json.dumps(row))
+    assert "| 7 of 100 (**partial**) |" in results.render(rdir)
 
 
 def test_bench_table_puts_thread_counts_side_by_side():
