@@ -8,6 +8,7 @@ The notebooks use the same functions, so a notebook cell and its PNG are the sam
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -327,7 +328,10 @@ def fig_fashion_samples(r: Results) -> Figure:
     grids = {}
     for path in paths:
         cfg, model = load_model(path)
-        grids[f"{cfg.name} recipe, {cfg.train.epochs} epochs"] = samples(model, 64)
+        result = path.with_suffix(".json")
+        trained = json.loads(result.read_text())["training"]["epochs"] if result.is_file() else cfg.train.epochs
+        epochs = f"{trained} epochs" if trained >= cfg.train.epochs else f"{trained} of {cfg.train.epochs} epochs (partial)"
+        grids[f"{cfg.name} recipe, {epochs}"] = samples(model, 64)
     return plots.image_grids(grids, nrow=8, title="Fashion-MNIST, prior samples (T = 1)")
 
 
