@@ -330,7 +330,7 @@ def fig_fashion_samples(r: Results) -> Figure:
         cfg, model = load_model(path)
         result = path.with_suffix(".json")
         trained = json.loads(result.read_text())["training"]["epochs"] if result.is_file() else cfg.train.epochs
-        epochs = f"{trained} epochs" if trained >= cfg.train.epochs else f"{trained} of {cfg.train.epochs} epochs (partial)"
+        epochs = f"{trained} epochs" if trained >= cfg.train.epochs else f"{trained}/{cfg.train.epochs} epochs, partial"
         grids[f"{cfg.name} recipe, {epochs}"] = samples(model, 64)
     return plots.image_grids(grids, nrow=8, title="Fashion-MNIST, prior samples (T = 1)")
 
