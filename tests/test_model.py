@@ -163,3 +163,24 @@ def test_sample_below_keeps_the_given_layer_and_draws_the_rest_from_the_priors()
     torch.manual_seed(0)
     expected = torch.sigmoid(model.decode(model.prior(0, z1).sample()))  # only z0 is drawn, from p(z0 | z1)
     torch.testing.assert_close(a, expected)
+
+
+def test_with_one_stochastic_layer_the_ladder_is_the_hierarchical_vae():
+    """Nothing to merge at L = 1: same weights from the same seed, same pass from the same noise (the depth sweep's L = 1)."""
+    cfg = dense_config(1, batch_norm=True)
+    x = torch.bernoulli(torch.rand(8, 1, 28, 28))
+    outs = []
+    for cls in (LadderVAE, HierarchicalVAE):
+        torch.manual_seed(0)
+        model = cls(cfg).train()
+        torch.manual_seed(1)
+        outs.append((model.state_dict(), compute_loss(model(x), x, "bernoulli", 1.0, "paper", 0.0, 0.5).elbo))
+    (sd_l, elbo_l), (sd_h, elbo_h) = outs
+    assert sd_l.keys() == sd_h.keys() and all(torch.equal(sd_l[k], sd_h[k]) for k in sd_l)
+    assert torch.equal(elbo_l, elbo_h)
+    cfg2 = dense_config(2, batch_norm=True)  # from two layers on, the inference differs
+    torch.manual_seed(0)
+    ladder = LadderVAE(cfg2).train()
+    torch.manual_seed(0)
+    hvae = HierarchicalVAE(cfg2).train()
+    assert ladder.up[1][0].in_features != hvae.up[1][0].in_features  # the VAE's up block reads z0, the ladder's d0

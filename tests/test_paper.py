@@ -112,7 +112,7 @@ def verdicts(folder: Path) -> dict[str, str]:
 def test_verdicts_follow_the_numbers(tmp_path):
     write_results(tmp_path / "a", {})
     v = verdicts(tmp_path / "a")
-    assert v["The ladder beats the VAE (both with BN + WU) at every depth"] == "reproduced"
+    assert v["The ladder beats the VAE (both with BN + WU) at every depth from 2 to 5"] == "reproduced"
     assert v["Batch norm helps the VAE"] == "reproduced" and v["KL warm-up helps the VAE (with BN)"] == "reproduced"
     assert v["The ladder keeps more active units in its upper layers (z1 … z4)"] == "reproduced"
     assert v["The deep VAE's upper layers collapse (less so with BN and WU; the ladder's least)"] == "reproduced"
@@ -121,13 +121,13 @@ def test_verdicts_follow_the_numbers(tmp_path):
 
     write_results(tmp_path / "b", {2: +1.0, 4: -0.1})  # worse at L=2, within noise at L=4
     v = verdicts(tmp_path / "b")
-    assert v["The ladder beats the VAE (both with BN + WU) at every depth"] == "partly: at L = 5, 3, 1 of 5, 4, 3, 2, 1"
+    assert v["The ladder beats the VAE (both with BN + WU) at every depth from 2 to 5"] == "partly: at L = 5, 3 of 5, 4, 3, 2"
 
     write_results(tmp_path / "c", {})
     for p in (tmp_path / "c").glob("sweep-L[12]-*.json"):
         p.unlink()
     v = verdicts(tmp_path / "c")
-    assert v["The ladder beats the VAE (both with BN + WU) at every depth"] == "reproduced (partial sweep: L = 5, 4, 3 measured)"
+    assert v["The ladder beats the VAE (both with BN + WU) at every depth from 2 to 5"] == "reproduced (partial sweep: L = 5, 4, 3 measured)"
     assert v[DEPTH] == "not measured yet"
 
     write_results(tmp_path / "d", {1: +1.0})  # the one-layer ladder is worse: it gains 8 nats from depth, the VAE 4
