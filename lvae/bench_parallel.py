@@ -47,7 +47,9 @@ def run_layout(processes: int, threads: int, config: str, epochs: int, limit: in
         if data_root is not None:
             args += ["--data-root", str(data_root)]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        subprocess.run(command(processes, args), env=env, check=True, capture_output=True, text=True)
+        proc = subprocess.run(command(processes, args), env=env, capture_output=True, text=True)
+        if proc.returncode:
+            raise SystemExit(f"error: {' '.join(command(processes, args))} exited with {proc.returncode}:\n{proc.stderr[-3000:]}")
         rows = read_jsonl(Path(tmp) / "run" / "epochs.jsonl")[1:]
         cfg = json.loads((Path(tmp) / "run" / "config.json").read_text())
     return images_per_epoch(limit, cfg["train"]["batch_size"], processes) * len(rows) / sum(r["seconds"] for r in rows)
