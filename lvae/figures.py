@@ -8,7 +8,6 @@ The notebooks use the same functions, so a notebook cell and its PNG are the sam
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -320,7 +319,7 @@ def fig_layers_paper(r: Results) -> Figure:
 
 
 def fig_fashion_samples(r: Results) -> Figure:
-    from lvae.results import FASHION, load_model
+    from lvae.results import FASHION, load_model, load_rows, trained_epochs
 
     paths = [r.results_dir / f"{name}.pt" for name in FASHION if (r.results_dir / f"{name}.pt").is_file()]
     if not paths:
@@ -328,9 +327,9 @@ def fig_fashion_samples(r: Results) -> Figure:
     grids = {}
     for path in paths:
         cfg, model = load_model(path)
-        result = path.with_suffix(".json")
-        trained = json.loads(result.read_text())["training"]["epochs"] if result.is_file() else cfg.train.epochs
-        epochs = f"{trained} epochs" if trained >= cfg.train.epochs else f"{trained}/{cfg.train.epochs} epochs, partial"
+        [result] = load_rows(r.results_dir, (path.stem,)) or [{"training": {"epochs": cfg.train.epochs}}]
+        trained, planned = trained_epochs({**result, "config_dict": cfg.to_dict()})
+        epochs = f"{trained} epochs" if trained >= planned else f"{trained}/{planned} epochs, partial"
         grids[f"{cfg.name} recipe, {epochs}"] = samples(model, 64)
     return plots.image_grids(grids, nrow=8, title="Fashion-MNIST, prior samples (T = 1)")
 

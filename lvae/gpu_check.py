@@ -27,12 +27,8 @@ import torch
 from lvae.config import ConfigError
 from lvae.data import DataError, default_root, load_split
 from lvae.evaluation import hardware, iw_log_likelihood
+from lvae.speed_options import synchronize
 from lvae.training import Trainer, evaluation_inputs, read_jsonl
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def check(train_flags: list[str], device: str, epochs: int, iw_samples: int, test_limit: int | None,
@@ -47,7 +43,7 @@ def check(train_flags: list[str], device: str, epochs: int, iw_samples: int, tes
     trainer = Trainer(cfg, run_dir, train, test, progress=False, data_root=root)
     t0 = time.perf_counter()
     trainer.fit()
-    _sync(trainer.device)
+    synchronize(trainer.device)
     wall = time.perf_counter() - t0
     step_seconds = sum(r["seconds"] for r in read_jsonl(run_dir / "epochs.jsonl"))  # per-epoch test ELBO excluded
     images = cfg.train.epochs * trainer.iters_per_epoch * cfg.train.batch_size
@@ -56,7 +52,7 @@ def check(train_flags: list[str], device: str, epochs: int, iw_samples: int, tes
     torch.manual_seed(0)
     t0 = time.perf_counter()
     iw = iw_log_likelihood(trainer.model, x, iw_samples, cfg.model.likelihood, cfg.model.output_variance)
-    _sync(trainer.device)
+    synchronize(trainer.device)
     eval_seconds = time.perf_counter() - t0
     return {"command": "python -m lvae " + " ".join(argv), "epochs": cfg.train.epochs, "train_images_per_s": images / step_seconds,
             "train_minutes": wall / 60, "nll": iw.nll, "nll_stderr": iw.stderr, "iw_samples": iw_samples, "test_images": len(x),

@@ -188,6 +188,12 @@ def save_weights(run_dir: Path, path: Path) -> None:
     save(cfg, model, path)
 
 
+def evaluate_argv(run_dir: Path, iw_samples: int, data_root: Path | None) -> list[str]:
+    """The `python -m lvae evaluate` command every result is scored with (and re-scored with)."""
+    data = ["--data-root", str(data_root)] if data_root else []
+    return ["evaluate", str(run_dir), "--iw-samples", str(iw_samples), "--json", "--no-progress", *data]
+
+
 def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say, data_root: Path | None = None,
                    train_extra: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """Train (or resume) and evaluate one experiment; write results/paper/NAME.json.
@@ -215,8 +221,7 @@ def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say
         say(f"{exp.name}: {'training' if fresh else 'resuming'} ({commands[-1]})")
         run_logged(argv, log, threads)
     say(f"{exp.name}: evaluating with K = {exp.budget.iw_samples}")
-    result = json.loads(run_logged(["evaluate", str(run_dir), "--iw-samples", str(exp.budget.iw_samples), "--json", "--no-progress",
-                                    *data], log, threads))
+    result = json.loads(run_logged(evaluate_argv(run_dir, exp.budget.iw_samples, data_root), log, threads))
     epochs = read_jsonl(run_dir / "epochs.jsonl")
     result.update(
         name=exp.name, group=exp.group, variant=exp.variant, label=VARIANTS[exp.variant].label, depth=exp.depth,
@@ -246,8 +251,7 @@ def add_per_image(exp: Experiment, runs: Path, results: Path, threads: int, say,
     if not (run_dir / ckpt.LATEST).exists():
         say(f"{exp.name}: no checkpoint in {run_dir}: left unpaired")
         return False
-    data = ("--data-root", str(data_root)) if data_root else ()
-    argv = ["evaluate", str(run_dir), "--iw-samples", str(result["iw_samples"]), "--json", "--no-progress", *data]
+    argv = evaluate_argv(run_dir, result["iw_samples"], data_root)
     say(f"{exp.name}: re-scoring for per-image estimates ({command(argv)})")
     new = json.loads(run_logged(argv, run_dir / "log.txt", threads))
     result["rescored"] = {"command": command(argv), "nll_before": result["nll"], "nll_stderr_before": result["nll_stderr"]}

@@ -96,10 +96,14 @@ def _judged(r: dict[str, Any], key: str, fmt: str) -> str:
     return format(r[key], fmt) if key in r else "n/a (digits only)"
 
 
-def epochs_cell(r: dict[str, Any]) -> str:
-    """Epochs trained, flagged when fewer than the run's config asked for (a partial run)."""
+def trained_epochs(r: dict[str, Any]) -> tuple[int, int]:
+    """(epochs trained, epochs its config asked for): fewer trained than planned is a partial run."""
     trained = r["training"]["epochs"]
-    planned = r.get("config_dict", {}).get("train", {}).get("epochs", trained)
+    return trained, r.get("config_dict", {}).get("train", {}).get("epochs", trained)
+
+
+def epochs_cell(r: dict[str, Any]) -> str:
+    trained, planned = trained_epochs(r)
     return str(trained) if trained >= planned else f"{trained} of {planned} (**partial**)"
 
 
@@ -236,10 +240,15 @@ def study_targets(study: dict[str, Any]) -> list[str]:
             + ", ".join(f"`{r['name']}` (KL {r['class_kl_to_uniform']:.4f}, FID {r['fid_mnist']:.1f})" for r in good) + "."]
 
 
+def load_rows(results_dir: Path, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The saved results among `names`, in that order."""
+    return [json.loads((results_dir / f"{n}.json").read_text()) for n in names if (results_dir / f"{n}.json").exists()]
+
+
 def render(results_dir: Path = RESULTS) -> str:
     """The markdown that goes between the README's results markers."""
     parts = []
-    rows = [json.loads((results_dir / f"{n}.json").read_text()) for n in HEADLINE if (results_dir / f"{n}.json").exists()]
+    rows = load_rows(results_dir, HEADLINE)
     if rows:
         parts += ["Test-set numbers in nats per image (`python -m lvae evaluate`; `seed` runs score the Gaussian "
                   "(MSE) density of the grey levels). Measured on: " + "; ".join(
@@ -248,7 +257,7 @@ def render(results_dir: Path = RESULTS) -> str:
                   "", headline_table(rows), "", top_latent_note(rows), "", "Commands:", ""]
         parts += [f"- `{r['name']}`: `{r['command']}`" for r in rows]
         parts += ["", *targets(rows)]
-    fashion = [json.loads((results_dir / f"{n}.json").read_text()) for n in FASHION if (results_dir / f"{n}.json").exists()]
+    fashion = load_rows(results_dir, FASHION)
     if fashion:
         parts += ["", "### Fashion-MNIST", "", fashion_intro(fashion), "", headline_table(fashion), "",
                   "Commands (`make fashion`):", "", *[f"- `{r['name']}`: `{r['command']}`" for r in fashion], "",

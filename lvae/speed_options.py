@@ -30,7 +30,8 @@ from lvae.training import Trainer
 OPTIONS = (("fp32 eager", "off", False), ("bf16 eager", "bf16", False), ("fp32 compile", "off", True), ("bf16 compile", "bf16", True))
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device to finish (a no-op on the CPU), so a timer measures the work, not its launch."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -48,7 +49,7 @@ def measure(cfg: RunConfig, batch_size: int, steps: int, rounds: int, warmup: in
             t0 = time.perf_counter()
             for _ in range(warmup):
                 t.step(x, False)
-            _sync(t.device)
+            synchronize(t.device)
             rows.append({"option": name, "warmup_s": time.perf_counter() - t0, "rounds": []})
             trainers.append(t)
         for _ in range(rounds):
@@ -56,7 +57,7 @@ def measure(cfg: RunConfig, batch_size: int, steps: int, rounds: int, warmup: in
                 t0 = time.perf_counter()
                 for _ in range(steps):
                     t.step(x, False)
-                _sync(t.device)
+                synchronize(t.device)
                 row["rounds"].append(steps * batch_size / (time.perf_counter() - t0))
     base = statistics.median(rows[0]["rounds"])
     for row in rows:
