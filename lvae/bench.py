@@ -68,11 +68,12 @@ def training_step(config_name: str) -> tuple[Callable[[], Any], int]:
     from lvae.config import named_config
     from lvae.data import binarize
     from lvae.losses import compute_loss
-    from lvae.model import build_model
+    from lvae.model import build_model, use_fast_layout
+    from lvae.training import make_optimizer
 
     cfg = named_config(config_name)
-    model = build_model(cfg.model_kind, cfg.model).train()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    model = use_fast_layout(build_model(cfg.model_kind, cfg.model).train(), torch.device("cpu"))
+    opt = make_optimizer(model.parameters(), cfg.train.lr, torch.device("cpu"))
     x = torch.rand(cfg.train.batch_size, *cfg.model.image_shape)
     if cfg.model.likelihood == "bernoulli":
         x = binarize(x)

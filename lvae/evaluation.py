@@ -43,8 +43,8 @@ CHUNK_FLOATS = 2**20  # largest activation of one top-down pass: 4 MB in float32
 def log_weight(out: ModelOutput, x: Tensor, likelihood: str, output_variance: float = 0.5) -> Tensor:
     """log p(x, z) - log q(z | x) for the z of one pass: (B * R,) for R draws per image of x (B, ...)."""
     repeats = len(out.x_logits) // len(x)
-    logits = out.x_logits.view(len(x), repeats, *x.shape[1:])
-    lw = log_likelihood(logits.flatten(0, 1), x.unsqueeze(1).expand_as(logits).flatten(0, 1), likelihood, output_variance)
+    logits = out.x_logits.reshape(len(x), repeats, *x.shape[1:])
+    lw = log_likelihood(logits, x.unsqueeze(1), likelihood, output_variance).flatten()
     for layer in out.latents:
         lw = lw + layer.p.log_prob(layer.z) - layer.q.log_prob(layer.z)
     return lw

@@ -104,12 +104,13 @@ def step_seconds(exp: Experiment, steps: int = 5) -> float:
     """Seconds per training step on one thread, measured on random binary images."""
     from lvae.cli import build_parser, config_from_args
     from lvae.losses import compute_loss
+    from lvae.training import make_optimizer
     from lvae.model import build_model
 
     cfg = config_from_args(build_parser().parse_args(exp.train_argv(Path("unused"))))
     torch.manual_seed(0)
     model = build_model(cfg.model_kind, cfg.model).train()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    opt = make_optimizer(model.parameters(), cfg.train.lr, torch.device("cpu"))
     x = torch.rand(cfg.train.batch_size, *cfg.model.image_shape).bernoulli()
     for i in range(steps + 2):
         if i == 2:

@@ -33,7 +33,7 @@ from lvae.config import BetaSchedule, ConfigError, RunConfig, paper_config, vali
 from lvae.data import Split, load_split
 from lvae.losses import compute_loss
 from lvae.model import HierarchicalModel, build_model
-from lvae.training import Trainer, evaluation_inputs, normalised_config, read_jsonl
+from lvae.training import Trainer, evaluation_inputs, make_optimizer, normalised_config, read_jsonl
 
 # The repository (lvae is installed editable); notebooks run from notebooks/, so paths are anchored here.
 ROOT = Path(__file__).resolve().parents[1] if (Path(__file__).resolve().parents[1] / "pyproject.toml").is_file() else Path.cwd()
@@ -175,7 +175,7 @@ def estimate_seconds(cfg: RunConfig, n_train: int, n_test: int, steps: int = 3) 
     """
     torch.manual_seed(SEED)
     model = build_model(cfg.model_kind, cfg.model)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    opt = make_optimizer(model.parameters(), cfg.train.lr, torch.device("cpu"))
     x = torch.rand(cfg.train.batch_size, *cfg.model.image_shape)
     if cfg.model.likelihood == "bernoulli":
         x = x.round()

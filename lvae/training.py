@@ -46,7 +46,7 @@ from lvae import distributed as dist_utils
 from lvae.config import ConfigError, RunConfig, validate
 from lvae.data import Split, binarize, fixed_binarization
 from lvae.losses import compute_loss, kl_per_unit, log_likelihood
-from lvae.model import HierarchicalModel, build_model
+from lvae.model import HierarchicalModel, build_model, use_fast_layout
 from lvae.progress import print_line, progress_bar
 from lvae.schedules import beta_at, horizon_schedules, lr_at
 
@@ -243,6 +243,13 @@ def data_fingerprint(images: torch.Tensor) -> str:
 # ----------------------------------------------------------------------------- the loop
 
 
+def make_optimizer(params, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam, fused into one kernel per step where torch has one for the device (CPU and CUDA):
+    on this 2-core CPU it takes 1.6-2.2 ms a step for the paper ladder against 6-9 ms for the
+    per-tensor loop (`make bench` measures the whole step before and after)."""
+    return torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda"))
+
+
 class Trainer:
     """Trains one run into `run_dir`; `fit()` can be called on a fresh or a resumed run.
 
@@ -273,13 +280,13 @@ class Trainer:
         self.device = self.dist.device if self.dist.enabled else device
         self.test_x = evaluation_inputs(test_split, cfg.model.likelihood)
         torch.manual_seed(t.seed)
-        self.model = build_model(cfg.model_kind, cfg.model).to(self.device)
+        self.model = use_fast_layout(build_model(cfg.model_kind, cfg.model).to(self.device), self.device)
         if self.dist.rank:  # every rank starts from rank 0's weights (DDP broadcasts them) but draws its own noise
             torch.manual_seed(t.seed + 1_000_003 * self.dist.rank)
         self.net = self.dist.wrap(self.model)
         if t.compile:
             self.net = torch.compile(self.net)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
+        self.optimizer = make_optimizer(self.model.parameters(), t.lr, self.device)
         self.binarize_gen = torch.Generator().manual_seed(t.seed + 1 + self.dist.rank)
         self.sampler = DistributedSampler(
             range(len(self.train_split)), num_replicas=self.dist.world_size, rank=self.dist.rank,
@@ -461,11 +468,13 @@ class Trainer:
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params]).detach()
         if cfg.train.grad_clip is not None:
             torch.nn.utils.clip_grads_with_norm_(params, cfg.train.grad_clip, grad_norm)
-        local = torch.stack([terms.loss.detach(), terms.recon.detach(), terms.elbo, *(k.detach() for k in terms.kl)]).float()
+        # One host sync per step: the logged terms (means over ranks), the gradient norm (the same on
+        # every rank: the gradients are already averaged) and the stop flag come back in one copy.
+        local = torch.stack([terms.loss.detach(), terms.recon.detach(), terms.elbo, *(k.detach() for k in terms.kl), grad_norm]).float()
         flag = torch.tensor([float(stop_requested)], device=local.device)
-        loss, recon, elbo, *kl, stop = self.dist.sum_(torch.cat([local / self.dist.world_size, flag])).tolist()
+        loss, recon, elbo, *kl, norm, stop = self.dist.sum_(torch.cat([local / self.dist.world_size, flag])).tolist()
         row = {"iteration": s.iteration, "epoch": s.epoch, "beta": beta, "lr": lr,
-               "loss": loss, "recon": recon, "kl": kl, "elbo": elbo, "grad_norm": grad_norm.item()}
+               "loss": loss, "recon": recon, "kl": kl, "elbo": elbo, "grad_norm": norm}
         problem = first_non_finite(row, row["grad_norm"])
         if problem is not None:
             if problem.startswith("the gradient"):  # the gradients are still unclipped when the norm is not finite
