@@ -4,7 +4,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
 
-.PHONY: setup browser data demo test test-fast clean-venv bench results-table figures notebooks speed-options paper paper-best fashion gpu-check
+.PHONY: setup browser data demo test test-fast clean-venv bench results-table figures notebooks speed-options bench-compare paper paper-best fashion gpu-check
 
 setup: $(VENV_STAMP) $(MNIST)
 
@@ -47,6 +47,11 @@ clean-venv:
 bench: setup
 	$(PY) -m lvae.bench $(BENCH_ARGS)
 
+# A speed change's before/after in one run: this tree against BEFORE (a git revision), workload by workload, on an idle machine.
+BEFORE ?= HEAD~1
+bench-compare: setup
+	$(PY) -m lvae.bench_compare $(BEFORE) --save results/bench-compare.json
+
 # The paper's MNIST experiments (depth sweep + 5-layer headline pair) into results/paper/*.json; hours on 2 CPU
 # cores, so it skips finished runs and resumes unfinished ones: run it again until it says 0 to run.
 paper: setup
@@ -86,8 +91,8 @@ notebooks: setup
 	$(PY) -m jupytext --to ipynb --update notebooks/*.py
 	$(PY) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 --ExecutePreprocessor.record_timing=False notebooks/*.ipynb
 
-# On a lent GPU: train the paper's 5-layer ladder and score it with K = 5000, printing images/s and the NLL
-# (results/gpu-check.json). GPU_ARGS go to python -m lvae.gpu_check, e.g. GPU_ARGS="--epochs 100 -- --lr-schedule cosine".
+# On a lent GPU: train the paper-best ladder (the paper ladder, wider, cosine lr) and score it with K = 5000, printing images/s and the NLL
+# (results/gpu-check.json). GPU_ARGS go to python -m lvae.gpu_check, e.g. GPU_ARGS="--epochs 100 -- --amp bf16".
 gpu-check: setup
 	$(PY) -m lvae.gpu_check $(GPU_ARGS)
 

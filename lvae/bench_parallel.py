@@ -40,14 +40,16 @@ def images_per_epoch(limit: int, batch: int, processes: int) -> int:
     return (limit // processes) // (batch // processes) * batch
 
 
-def run_layout(processes: int, threads: int, config: str, epochs: int, limit: int, data_root: Path | None) -> float:
-    """Training images per second of one layout, from its run's epochs.jsonl (first epoch left out)."""
+def run_layout(processes: int, threads: int, config: str, epochs: int, limit: int, data_root: Path | None,
+               cwd: Path | None = None) -> float:
+    """Training images per second of one layout, from its run's epochs.jsonl (first epoch left out);
+    `cwd`: the source tree whose `lvae` runs (`python -m` imports from the working directory first)."""
     with tempfile.TemporaryDirectory(prefix="lvae-bench-parallel-") as tmp:
         args = ["--config", config, "--epochs", str(epochs), "--limit", str(limit), "--no-progress", "--out", f"{tmp}/run"]
         if data_root is not None:
             args += ["--data-root", str(data_root)]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        proc = subprocess.run(command(processes, args), env=env, capture_output=True, text=True)
+        proc = subprocess.run(command(processes, args), env=env, capture_output=True, text=True, cwd=cwd)
         if proc.returncode:
             raise SystemExit(f"error: {' '.join(command(processes, args))} exited with {proc.returncode}:\n{proc.stderr[-3000:]}")
         rows = read_jsonl(Path(tmp) / "run" / "epochs.jsonl")[1:]

@@ -1,6 +1,7 @@
 """`make paper-best`: the `paper-best` recipe trained by one uninterrupted command, scored with K = 5000.
 
-    python -m lvae.paper_best [--runs runs] [--out results/paper-best.json] [--iw-samples 5000] [-- TRAIN FLAGS ...]
+    python -m lvae.paper_best [--runs runs] [--out results/paper-best.json] [--iw-samples 5000] [--threads N]
+                              [--data-root DIR] [--test-limit N] [-- TRAIN FLAGS ...]
 
 It runs `python -m lvae train --config paper-best --out RUNS/paper-best --overwrite` once,
 timing the whole command by the wall clock (start-up and the per-epoch test ELBO
@@ -35,11 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("results") / f"{NAME}.json")
     ap.add_argument("--iw-samples", type=int, default=5000)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all cores)")
+    ap.add_argument("--data-root", type=Path, help="data cache (default $LVAE_DATA or ./data)")
+    ap.add_argument("--test-limit", type=int, help="score the first N test images only (smoke tests)")
     a = ap.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
 
     run_dir = a.runs / NAME
     run_dir.mkdir(parents=True, exist_ok=True)
-    train = ["train", "--config", NAME, "--out", str(run_dir), "--overwrite", "--no-progress", *extra]
+    data = ["--data-root", str(a.data_root)] if a.data_root else []
+    train = ["train", "--config", NAME, "--out", str(run_dir), "--overwrite", "--no-progress", *data, *extra]
     print(f"training: {command(train)} ({a.threads} threads)", flush=True)
     start = time.perf_counter()
     run_logged(train, run_dir / "log.txt", a.threads)
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trained in {wall / 60:.1f} min; scoring with K = {a.iw_samples}", flush=True)
     torch.set_num_threads(a.threads)
     result = save_result(run_dir, a.out.stem, a.iw_samples, command([a for a in train if a != "--overwrite"]),
-                         out_dir=a.out.parent, progress=False)
+                         limit=a.test_limit, out_dir=a.out.parent, progress=False, data_root=a.data_root)
     trained, planned = trained_epochs(result)
     if trained < planned:
         raise SystemExit(f"error: {run_dir} trained {trained} of {planned} epochs: not a one-command result")

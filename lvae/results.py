@@ -72,11 +72,11 @@ def load_model(path: Path):
 
 
 def save_result(run_dir: Path, name: str, iw_samples: int, command: str, chunk: int | None = None, limit: int | None = None,
-                out_dir: Path = RESULTS, progress: bool = True) -> dict[str, Any]:
+                out_dir: Path = RESULTS, progress: bool = True, data_root: Path | None = None) -> dict[str, Any]:
     from lvae.evaluation import evaluate_run
 
     cfg, model = ckpt.load_run(run_dir)
-    result = evaluate_run(run_dir, iw_samples=iw_samples, chunk=chunk, limit=limit, progress=progress)
+    result = evaluate_run(run_dir, iw_samples=iw_samples, chunk=chunk, limit=limit, progress=progress, data_root=data_root)
     result.update(name=name, command=command, training=training_summary(run_dir), config_dict=cfg.to_dict())
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -182,6 +182,12 @@ def _parallel_table(b: dict[str, Any]) -> str:
     return table(b)
 
 
+def _compare_table(b: dict[str, Any]) -> str:
+    from lvae.bench_compare import table
+
+    return table(b)
+
+
 def _throughput(row: dict[str, Any]) -> tuple[float, str]:
     """A bench row's rate and its unit (rows written before `unit` existed held IW rates as samples_per_s)."""
     if "unit" in row:
@@ -265,7 +271,8 @@ def render(results_dir: Path = RESULTS) -> str:
     for fname, title, fn in (("paper-ablations.json", "Ablations on the `paper` LVAE", ablation_table),
                              ("seed-study.json", "The seed's class imbalance (\"mode collapse\")", seed_study_table),
                              ("bench.json", "Speed (`make bench`)", bench_table),
-                             ("bench-parallel.json", "Threads or processes (`python -m lvae.bench_parallel`)", _parallel_table)):
+                             ("bench-parallel.json", "Threads or processes (`python -m lvae.bench_parallel`)", _parallel_table),
+                             ("bench-compare.json", "What the speed changes bought (`make bench-compare`)", _compare_table)):
         path = results_dir / fname
         if path.exists():
             data = json.loads(path.read_text())

@@ -287,7 +287,8 @@ class Trainer:
         if t.compile:
             self.net = torch.compile(self.net)
         self.optimizer = make_optimizer(self.model.parameters(), t.lr, self.device)
-        self.binarize_gen = torch.Generator().manual_seed(t.seed + 1 + self.dist.rank)
+        # On a GPU the training images live on the device and are binarized there: no copy per step.
+        self.binarize_gen = torch.Generator(self.device if self.device.type == "cuda" else "cpu").manual_seed(t.seed + 1 + self.dist.rank)
         self.sampler = DistributedSampler(
             range(len(self.train_split)), num_replicas=self.dist.world_size, rank=self.dist.rank,
             shuffle=True, seed=t.seed, drop_last=True,
@@ -495,7 +496,7 @@ class Trainer:
         self.model.train()
         pending: list[dict[str, Any]] = []
         last_eval: dict[str, Any] = {}
-        images = self.train_split.images
+        images = self.train_split.images.to(self.binarize_gen.device)
         with stop_signals() as caught:
             while s.epoch < cfg.train.epochs:
                 self.sampler.set_epoch(s.epoch)

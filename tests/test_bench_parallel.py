@@ -1,6 +1,9 @@
 """`python -m lvae.bench_parallel` times whole train commands in each layout, torchrun included."""
 
 import json
+from pathlib import Path
+
+import pytest
 
 from lvae import bench_parallel, results
 
@@ -26,3 +29,23 @@ def test_every_layout_trains_and_the_fastest_is_named(tiny_data, tmp_path, capsy
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "bench-parallel.json").write_text(out.read_text())
     assert "| torchrun: 1 process per core x 1 thread |" in results.render(tmp_path / "results")
+
+
+def test_bench_compare_runs_each_tree_s_own_code(tmp_path, monkeypatch):
+    """Against HEAD itself, in a git worktree; the `before` side must import the worktree's lvae, not this one."""
+    import subprocess
+
+    from lvae import bench_compare
+
+    repo = Path(__file__).resolve().parents[1]
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True).returncode:
+        pytest.skip("not a git checkout: nothing to compare against")
+    monkeypatch.chdir(repo)
+    seen = []
+    real = bench_compare.workload_rate
+    monkeypatch.setattr(bench_compare, "workload_rate", lambda tree, *a: seen.append(tree) or real(tree, *a))
+    r = bench_compare.compare("HEAD", rounds=1, steps=1, threads=[1], data_root=tmp_path, workloads=["iw-eval-paper"])
+    assert [row["workload"] for row in r["rows"]] == ["iw-eval-paper"]
+    assert r["rows"][0]["before"] > 0 and r["rows"][0]["after"] > 0 and r["rows"][0]["speedup"] > 0
+    assert seen[0] != repo and seen[1] == repo and not seen[0].exists()  # the worktree is removed afterwards
+    assert "| iw-eval-paper | 1 |" in bench_compare.table(r)

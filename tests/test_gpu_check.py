@@ -14,7 +14,7 @@ def test_gpu_check_trains_scores_and_reports_on_a_tiny_budget(tiny_data, tmp_pat
                          "--data-root", str(tiny_data), "--out", str(out), "--", "--limit", "256", "--batch-size", "64"])
     assert rc == 0
     r = json.loads(out.read_text())
-    assert r["command"].startswith("python -m lvae train --config paper --device cpu --epochs 2 --limit 256 --batch-size 64")
+    assert r["command"].startswith("python -m lvae train --config paper-best --device cpu --epochs 2 --limit 256 --batch-size 64")
     assert r["epochs"] == 2 and r["iw_samples"] == 8 and r["test_images"] == 32
     assert r["train_images_per_s"] > 0 and r["iw_samples_per_s"] > 0
     assert 0 < r["nll"] < 784 * 0.7  # an untrained 5-layer ladder scores a little under 784 ln 2 ≈ 543 nats

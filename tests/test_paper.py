@@ -155,3 +155,39 @@ def test_a_gap_is_paired_when_both_runs_saved_their_per_image_estimates():
     assert gap == pytest.approx(-0.5) and se == pytest.approx(0.0577, abs=1e-3)  # the spread of +0.4, +0.6, +0.5 only
     del b["per_image_log_px"]
     assert claims._gap(a, b) == (pytest.approx(-0.5), pytest.approx(2**0.5))  # unpaired: the two means' errors add
+
+
+def test_the_paper_best_verdict_follows_its_json(tmp_path):
+    def verdict(**fields) -> str:
+        r = {"nll": 82.5, "nll_stderr": 0.2, "iw_samples": 5000, "training": {"epochs": 160}, "train_wall_minutes": 55.0,
+             "train_threads": 2, "within_budget": True, **fields}
+        (tmp_path / "paper-best.json").write_text(json.dumps(r))
+        return claims.paper_best_claim(tmp_path, {}).verdict
+
+    assert claims.paper_best_claim(tmp_path, {}).verdict == "not measured yet"
+    assert verdict() == "not met: 0.50 nats above 82.0"
+    assert verdict(nll=81.9) == "met"
+    assert verdict(nll=81.9, train_wall_minutes=61.0, within_budget=False) == "not met: training took 61 min, over the 60-minute budget"
+
+
+def test_paper_best_is_the_paper_ladder_with_the_kept_ablation_arms():
+    from lvae.config import named_config
+
+    paper, best = named_config("paper"), named_config("paper-best")
+    assert [s.latent for s in best.model.layers] == [s.latent for s in paper.model.layers]  # the same stochastic layers
+    assert [s.channels for s in best.model.layers] == [(2 * w, 2 * w) for w, _ in (s.channels for s in paper.model.layers)]
+    assert best.train.lr_schedule == "cosine" and paper.train.lr_schedule == "constant"
+    assert (best.model.likelihood, best.model.batch_norm, best.objective) == (paper.model.likelihood, paper.model.batch_norm, paper.objective)
+
+
+def test_paper_best_runner_records_one_command_and_its_wall_clock(tiny_data, tmp_path):
+    from lvae import paper_best
+
+    out = tmp_path / "res" / "pb.json"
+    assert paper_best.main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--iw-samples", "2", "--threads", "1", "--data-root", str(tiny_data),
+                            "--test-limit", "40", "--",
+                            "--epochs", "1", "--limit", "64", "--batch-size", "32"]) == 0
+    r = json.loads(out.read_text())
+    assert r["uninterrupted"] and r["train_threads"] == 1 and 0 < r["train_wall_minutes"] < r["budget_minutes"] and r["within_budget"]
+    assert r["command"].startswith("python -m lvae train --config paper-best --out ") and "--overwrite" not in r["command"]
+    assert r["iw_samples"] == 2 and r["training"]["epochs"] == 1 and len(r["per_image_log_px"]) == r["images"]
