@@ -34,8 +34,7 @@ data: setup
 	else echo "no Fashion-MNIST: as root, make data installs Debian's dataset-fashion-mnist"; fi
 
 demo: setup
-	$(PY) -m lvae train --config seed --out runs/demo --overwrite
-	$(PY) -m lvae sample runs/demo --n 64 --out runs/demo/samples.png
+	$(PY) -m lvae train --config seed --out runs/demo --overwrite --samples 64
 
 test: setup
 	$(PY) -m pytest

@@ -52,6 +52,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="run folder")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    p.add_argument("--samples", type=int, default=0, metavar="N",
+                   help="when training ends, draw N prior samples into RUN_DIR/samples.png (as `sample RUN_DIR --n N`)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar and no per-epoch line (the bar is drawn only on a terminal or in a notebook anyway)")
 
@@ -146,20 +148,26 @@ def cmd_train(a: argparse.Namespace) -> None:
     result = trainer.fit()
     if trainer.dist.is_main and result:
         print(f"done: {out} (test ELBO {result['elbo']:.2f} nats/image)")
+    if trainer.dist.is_main and a.samples:  # the same grid as `sample RUN_DIR --n N`, without loading the run again
+        write_samples(trainer.model, a.samples, Path(out) / "samples.png")
 
 
 # ----------------------------------------------------------------------------- sample, data
 
 
-def cmd_sample(a: argparse.Namespace) -> None:
+def write_samples(model: torch.nn.Module, n: int, out: Path, temperature: float = 1.0, seed: int = 0) -> None:
+    """A square grid of `n` prior samples (the likelihood's mean) as a PNG."""
     from torchvision.utils import save_image
 
+    torch.manual_seed(seed)
+    images = model.eval().generate(n, temperature=temperature)
+    save_image(images, out, nrow=int(n**0.5 + 0.5), padding=2)
+    print(f"wrote {out} ({n} samples, temperature {temperature})")
+
+
+def cmd_sample(a: argparse.Namespace) -> None:
     cfg, model = ckpt.load_run(a.run_dir)
-    torch.manual_seed(a.seed)
-    images = model.generate(a.n, temperature=a.temperature)
-    out = a.out or a.run_dir / "samples.png"
-    save_image(images, out, nrow=int(a.n**0.5 + 0.5), padding=2)
-    print(f"wrote {out} ({a.n} samples, temperature {a.temperature})")
+    write_samples(model, a.n, a.out or a.run_dir / "samples.png", a.temperature, a.seed)
 
 
 def cmd_data(a: argparse.Namespace) -> None:

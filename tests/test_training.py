@@ -44,8 +44,9 @@ def test_same_seed_same_numbers(tmp_path, tiny_data):
 def test_cli_train_and_sample_end_to_end(tmp_path, tiny_data, capsys):
     out = tmp_path / "cli"
     rc = main(["train", "--config", "seed", "--epochs", "1", "--batch-size", "32", "--limit", "128",
-               "--data-root", str(tiny_data), "--out", str(out), "--no-progress"])
+               "--data-root", str(tiny_data), "--out", str(out), "--no-progress", "--samples", "16"])
     assert rc == 0
+    assert_png_shows(out / "samples.png", load_run(out)[1], n=16, seed=0)  # `train --samples`: the grid `sample` draws
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["name"] == "seed" and cfg["train"]["limit"] == 128
     assert len(read_jsonl(out / "history.jsonl")) == 4
