@@ -162,6 +162,11 @@ def bench_table(b: dict[str, Any]) -> str:
             cells.append(f"{rate:.0f} {unit} | {100 * x['ratio']:.0f} %")
         goal = f"≥ {100 * row['goal']:.0f} %" if row.get("goal") else ""
         lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {goal} | {b['faster_threads'][row['name']]} thread(s) |")
+    cores = b["hardware"]["cores"]
+    slower = sorted(name for name, n in b["faster_threads"].items() if n != cores)
+    lines += ["", f"Every command uses torch's default thread count, one per core ({cores} here): "
+              + ("the faster column for every workload on this machine." if not slower else
+                 f"**slower here for {', '.join(slower)}**; set `OMP_NUM_THREADS` to the faster count for those.")]
     return "\n".join(lines)
 
 

@@ -57,12 +57,15 @@ def test_bench_table_puts_thread_counts_side_by_side():
         return {"threads": threads, "peak_gflops": peak, "peak_gflops_after": peak, "rows": [
             {"name": n, "throughput": t, "unit": "images/s", "ratio": t / 1000 / peak, "goal": 0.6} for n, t in rates.items()]}
 
-    b = {"hardware": {"cpu": "x86_64"}, "faster_threads": {"train-paper": 2, "train-seed": 1},
+    b = {"hardware": {"cpu": "x86_64", "cores": 2}, "faster_threads": {"train-paper": 2, "train-seed": 1},
          "runs": [run(1, 100.0, {"train-paper": 50_000, "train-seed": 30_000}), run(2, 200.0, {"train-paper": 80_000, "train-seed": 20_000})]}
     table = results.bench_table(b)
     assert "100.0 GFLOP/s with 1 thread(s), 200.0 GFLOP/s with 2 thread(s)" in table
     row = next(line for line in table.splitlines() if line.startswith("| train-paper"))
     assert row == "| train-paper | 50000 images/s | 50 % | 80000 images/s | 40 % | ≥ 60 % | 2 thread(s) |"
+    assert "**slower here for train-seed**" in table  # the default (one thread per core) is not the faster one for it
+    b["faster_threads"]["train-seed"] = 2
+    assert "the faster column for every workload on this machine" in results.bench_table(b)
 
 
 def test_saved_weights_round_trip(tmp_path):
