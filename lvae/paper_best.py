@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-from lvae import checkpoint as ckpt
 from lvae.paper import command, run_logged
 from lvae.results import save_result, trained_epochs
 
@@ -48,10 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     run_logged(train, run_dir / "log.txt", a.threads)
     wall = time.perf_counter() - start
-    cfg, _ = ckpt.load_run(run_dir)
     print(f"trained in {wall / 60:.1f} min; scoring with K = {a.iw_samples}", flush=True)
     torch.set_num_threads(a.threads)
-    result = save_result(run_dir, a.out.stem, a.iw_samples, command([a for a in train if a != "--overwrite"]),
+    result = save_result(run_dir, a.out.stem, a.iw_samples, command([arg for arg in train if arg != "--overwrite"]),
                          limit=a.test_limit, out_dir=a.out.parent, progress=False, data_root=a.data_root)
     trained, planned = trained_epochs(result)
     if trained < planned:

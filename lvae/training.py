@@ -246,7 +246,7 @@ def data_fingerprint(images: torch.Tensor) -> str:
 def make_optimizer(params, lr: float, device: torch.device) -> torch.optim.Adam:
     """Adam, fused into one kernel per step where torch has one for the device (CPU and CUDA):
     on this 2-core CPU it takes 1.6-2.2 ms a step for the paper ladder against 6-9 ms for the
-    per-tensor loop (`make bench` measures the whole step before and after)."""
+    per-tensor loop (`make bench-compare` measures the whole step before and after)."""
     return torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda"))
 
 
