@@ -20,6 +20,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -118,15 +119,23 @@ def run_one(name: str, steps: int) -> dict[str, Any]:
     return row
 
 
+def run_in_own_process(name: str, steps: int, threads: int, tree: Path | None = None) -> dict[str, Any]:
+    """One workload's row, measured by `python -m lvae.bench --one NAME` in a fresh process (its own peak
+    memory); `tree`: the source tree whose `lvae` runs (`python -m` imports from the working directory first)."""
+    proc = subprocess.run([sys.executable, "-m", "lvae.bench", "--one", name, "--steps", str(steps), "--threads", str(threads)],
+                          cwd=tree, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"error: `python -m lvae.bench --one {name}` failed in {tree or Path.cwd()}:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout)
+
+
 def bench_threads(steps: int, threads: int) -> dict[str, Any]:
     """Every workload with `threads` threads, each in its own process, against the peak of as many threads."""
     torch.set_num_threads(threads)
     peak = max(matmul_peak() for _ in range(2))
     rows = []
     for name, goal in WORKLOADS.items():
-        out = subprocess.run([sys.executable, "-m", "lvae.bench", "--one", name, "--steps", str(steps), "--threads", str(threads)],
-                             capture_output=True, text=True, check=True).stdout
-        row = json.loads(out)
+        row = run_in_own_process(name, steps, threads)
         row.update(ratio=row["gflops"] / peak, goal=goal, met=None if goal is None else row["gflops"] / peak >= goal)
         rows.append(row)
     peak_after = matmul_peak()  # if this differs much from `peak`, something else was using the CPU

@@ -18,12 +18,11 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from lvae.bench import WORKLOADS
+from lvae.bench import WORKLOADS, run_in_own_process
 from lvae.bench_parallel import run_layout
 
 TRAIN_COMMAND = "train-paper-command"  # the whole `python -m lvae train --config paper` command, at all threads
@@ -34,11 +33,7 @@ def git(*args: str, cwd: Path | None = None) -> str:
 
 
 def workload_rate(tree: Path, name: str, steps: int, threads: int) -> float:
-    out = subprocess.run([sys.executable, "-m", "lvae.bench", "--one", name, "--steps", str(steps), "--threads", str(threads)],
-                         cwd=tree, capture_output=True, text=True)
-    if out.returncode:
-        raise SystemExit(f"error: `python -m lvae.bench --one {name}` failed in {tree}:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout)["throughput"]
+    return run_in_own_process(name, steps, threads, tree)["throughput"]
 
 
 def compare(rev: str, rounds: int, steps: int, threads: list[int], data_root: Path, workloads: list[str],

@@ -165,7 +165,8 @@ def bench_table(b: dict[str, Any]) -> str:
     cores = b["hardware"]["cores"]
     slower = sorted(name for name, n in b["faster_threads"].items() if n != cores)
     lines += ["", f"Every command uses torch's default thread count, one per core ({cores} here): "
-              + ("the faster column for every workload on this machine." if not slower else
+              + ("not measured in this run." if cores not in [r["threads"] for r in runs] else
+                 "the faster column for every workload on this machine." if not slower else
                  f"**slower here for {', '.join(slower)}**; set `OMP_NUM_THREADS` to the faster count for those.")]
     return "\n".join(lines)
 

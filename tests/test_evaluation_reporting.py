@@ -66,6 +66,8 @@ def test_bench_table_puts_thread_counts_side_by_side():
     assert "**slower here for train-seed**" in table  # the default (one thread per core) is not the faster one for it
     b["faster_threads"]["train-seed"] = 2
     assert "the faster column for every workload on this machine" in results.bench_table(b)
+    b["runs"] = b["runs"][:1]  # one thread only: the default (2) was not measured, so nothing is said of it
+    assert "one per core (2 here): not measured in this run." in results.bench_table(b)
 
 
 def test_saved_weights_round_trip(tmp_path):
