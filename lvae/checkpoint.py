@@ -193,16 +193,27 @@ def load_config(path: Path):
                           f"restore it, or start a new run with --overwrite") from None
 
 
-def load_run(run_dir: Path, device: str | torch.device = "cpu"):
-    """(RunConfig, model in eval mode) from a run folder's config.json and latest checkpoint."""
+def epoch_weights(run_dir: Path, epoch: int) -> Path:
+    """Where a run keeps its weights from the end of `epoch` (`train.keep_epochs`)."""
+    return Path(run_dir) / f"epoch-{epoch:04d}.pt"
+
+
+def load_run(run_dir: Path, device: str | torch.device = "cpu", epoch: int | None = None):
+    """(RunConfig, model in eval mode) from a run folder's config.json and latest checkpoint, or the
+    weights it kept at the end of `epoch`."""
     from lvae.model import build_model
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.json")
-    sd = load(run_dir / LATEST, map_location=device)
+    path = run_dir / LATEST if epoch is None else epoch_weights(run_dir, epoch)
+    if epoch is not None and not path.exists():
+        kept = sorted(int(p.stem.split("-")[1]) for p in run_dir.glob("epoch-*.pt") if p.stem.split("-")[1].isdigit())
+        raise CheckpointError(f"{path}: this run kept no weights at epoch {epoch}; it kept epochs {kept} "
+                              f"(train with --keep-epochs to keep others)")
+    sd = load(path, map_location=device)
     model = build_model(cfg.model_kind, cfg.model).to(device)
     try:
         model.load_state_dict(sd["model"])
     except (KeyError, RuntimeError, TypeError) as e:
-        raise CheckpointError(f"{run_dir / LATEST}: does not match {run_dir / 'config.json'}: {first_line(e)}") from None
+        raise CheckpointError(f"{path}: does not match {run_dir / 'config.json'}: {first_line(e)}") from None
     return cfg, model.eval()

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from lvae import checkpoint as ckpt
-from lvae.config import AMP_MODES, DATASETS, KL_MODES, LR_SCHEDULES, MODEL_KINDS, NAMED_CONFIGS, SCHEDULE_KINDS, ConfigError, RunConfig, named_config, validate
+from lvae.config import AMP_MODES, DATASETS, KL_MODES, LADDER_INFERENCES, LADDER_UPS, LR_SCHEDULES, MODEL_KINDS, NAMED_CONFIGS, SCHEDULE_KINDS, ConfigError, RunConfig, named_config, validate
 from lvae.data import DataError, default_root, fetch, load_split
 
 RUN_FILES = ("config.json", "history.jsonl", "epochs.jsonl", ckpt.LATEST)
@@ -45,6 +45,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--free-bits", type=float, help="nats per layer below which KL is not penalised")
     p.add_argument("--beta-end", type=float, help="final KL weight of the warm-up")
     p.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
+    p.add_argument("--ladder-up", choices=LADDER_UPS, help="ladder: up_k reads the rung below's features or its encoder mean (paper code: mean)")
+    p.add_argument("--ladder-inference", choices=LADDER_INFERENCES,
+                   help="ladder: merge q_hat with the prior itself (shared) or with an inference top-down path of its own (paper code: separate)")
+    p.add_argument("--keep-epochs", type=int, nargs="+", metavar="N",
+                   help="keep the weights at the end of these epochs as RUN/epoch-NNNN.pt (score them with evaluate --epoch N)")
     p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints")
     p.add_argument("--keep-checkpoints", type=int, help="numbered checkpoints to keep (default 2)")
     p.add_argument("--amp", choices=AMP_MODES, help="bf16: autocast the model's forward pass to bfloat16 (default off)")
@@ -67,6 +72,8 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
         ("train", "dataset"): a.data, ("train", "grad_clip"): a.grad_clip,
         ("train", "checkpoint_every"): a.checkpoint_every, ("train", "keep_checkpoints"): a.keep_checkpoints,
         ("train", "amp"): a.amp, ("train", "compile"): a.compile,
+        ("train", "keep_epochs"): tuple(a.keep_epochs) if a.keep_epochs else None,
+        ("model", "ladder_up"): a.ladder_up, ("model", "ladder_inference"): a.ladder_inference,
         ("objective", "kl_mode"): a.kl_mode, ("objective", "free_bits"): a.free_bits,
     }
     for (section, key), value in overrides.items():
@@ -91,8 +98,8 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
 
 
 # A resumed run keeps its config.json; these flags may still change (lvae.training.RESUMABLE_FIELDS).
-RESUME_FLAGS = ("epochs", "lr", "grad_clip", "checkpoint_every", "keep_checkpoints", "device", "amp", "compile")
-FIXED_ON_RESUME = ("config", "model", "depth", "batch_norm", "beta_schedule", "data", "batch_size", "lr_schedule", "lr_min", "warmup", "seed", "limit",
+RESUME_FLAGS = ("epochs", "lr", "grad_clip", "checkpoint_every", "keep_checkpoints", "device", "amp", "compile", "keep_epochs")
+FIXED_ON_RESUME = ("config", "model", "depth", "ladder_up", "ladder_inference", "batch_norm", "beta_schedule", "data", "batch_size", "lr_schedule", "lr_min", "warmup", "seed", "limit",
                    "kl_mode", "free_bits", "beta_end", "out", "overwrite")
 
 
@@ -109,7 +116,7 @@ def resumed_config(a: argparse.Namespace) -> RunConfig:
     cfg = ckpt.load_config(a.resume / "config.json")
     for name in RESUME_FLAGS:
         if getattr(a, name) is not None:
-            setattr(cfg.train, name, getattr(a, name))
+            setattr(cfg.train, name, tuple(getattr(a, name)) if name == "keep_epochs" else getattr(a, name))
     return cfg
 
 
@@ -195,7 +202,8 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     from lvae.evaluation import evaluate_run, format_report
 
     result = evaluate_run(a.run_dir, iw_samples=a.iw_samples, split=a.split, chunk=a.chunk, limit=a.limit,
-                          prior_samples=a.prior_samples, seed=a.seed, data_root=a.data_root, progress=not a.no_progress)
+                          prior_samples=a.prior_samples, seed=a.seed, data_root=a.data_root, progress=not a.no_progress,
+                          epoch=a.epoch)
     print(json.dumps(result) if a.json else format_report(result))
 
 
@@ -230,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, help="evaluate on the first N images only")
     e.add_argument("--prior-samples", type=int, default=10000, help="samples for the class histogram and FID (0: skip)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--epoch", type=int, help="score the weights the run kept at the end of this epoch (train --keep-epochs), not its latest")
     e.add_argument("--data-root", type=Path)
     e.add_argument("--json", action="store_true", help="one JSON object on stdout")
     e.add_argument("--no-progress", action="store_true")

@@ -114,6 +114,7 @@ class IWEstimate:
     iw_samples: int
     elbo_mc: float  # mean log-weight: a Monte Carlo ELBO from the same samples
     per_image: Tensor  # (N,) float64, each image's log p(x) estimate
+    per_image_elbo: Tensor  # (N,) each image's mean log-weight: its ELBO, estimated from the same K samples
 
 
 @torch.no_grad()
@@ -139,7 +140,8 @@ def iw_log_likelihood(model: HierarchicalModel, x_all: Tensor, k: int, likelihoo
     per_image = torch.cat(estimates).cpu()
     n = len(per_image)
     stderr = per_image.std().item() / math.sqrt(n) if n > 1 else float("nan")
-    return IWEstimate(-per_image.mean().item(), stderr, k, torch.cat(mean_lw).mean().item(), per_image)
+    per_image_elbo = torch.cat(mean_lw).cpu()
+    return IWEstimate(-per_image.mean().item(), stderr, k, per_image_elbo.mean().item(), per_image, per_image_elbo)
 
 
 # ----------------------------------------------------------------------------- per-layer statistics
@@ -257,6 +259,8 @@ def evaluate_model(model: HierarchicalModel, x_eval: Tensor, reference: Tensor, 
         "nll_stderr": iw.stderr,
         # each image's log p(x) estimate, in the split's order: two models on the same images compare pairwise
         "per_image_log_px": [round(v, 4) for v in iw.per_image.tolist()],
+        # and its ELBO from the same K samples: the per-image gap log p(x) - ELBO measures how tight the bound is
+        "per_image_elbo": [round(v, 4) for v in iw.per_image_elbo.tolist()],
         "iw_samples": iw.iw_samples,
         "kl_per_layer": elbo["kl"],
         "kl_units": elbo["kl_units"],
@@ -274,21 +278,23 @@ def evaluate_model(model: HierarchicalModel, x_eval: Tensor, reference: Tensor, 
 
 
 def evaluate_run(run_dir: Path, iw_samples: int = 1000, split: str = "test", chunk: int | None = None, limit: int | None = None,
-                 prior_samples: int = 10000, seed: int = 0, data_root: Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """`python -m lvae evaluate`: load a run folder's latest checkpoint and measure everything."""
+                 prior_samples: int = 10000, seed: int = 0, data_root: Path | None = None, progress: bool = True,
+                 epoch: int | None = None) -> dict[str, Any]:
+    """`python -m lvae evaluate`: load a run folder's latest checkpoint (or the weights it kept at the
+    end of `epoch`) and measure everything."""
     from lvae.config import ConfigError
 
     if iw_samples < 1:
         raise ConfigError(f"--iw-samples must be >= 1, got {iw_samples}")
     if chunk is not None and chunk < 1:
         raise ConfigError(f"--chunk must be >= 1, got {chunk}")
-    cfg, model = ckpt.load_run(run_dir)
+    cfg, model = ckpt.load_run(run_dir, epoch=epoch)
     data = load_split(cfg.train.dataset, split, data_root).head(limit)
     if cfg.train.dataset != "mnist":
         prior_samples = 0  # the judge knows digits only
     result = evaluate_model(model, evaluation_inputs(data, cfg.model.likelihood), data.images, cfg.model.likelihood,
                             cfg.model.output_variance, iw_samples, chunk, prior_samples, seed, progress)
-    return {"run": str(run_dir), "config": cfg.name, "model_kind": cfg.model_kind, "dataset": cfg.train.dataset,
+    return {"run": str(run_dir), **({"epoch": epoch} if epoch is not None else {}), "config": cfg.name, "model_kind": cfg.model_kind, "dataset": cfg.train.dataset,
             "likelihood": cfg.model.likelihood, "split": split, **result, "hardware": hardware()}
 
 

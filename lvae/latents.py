@@ -87,15 +87,19 @@ class GaussianHead(nn.Module):
     conv  -> conv:   3x3 conv to 2*C channels, same H, W (the latent keeps its spatial shape).
     """
 
-    def __init__(self, in_shape: tuple[int, ...], latent_shape: tuple[int, ...], var_floor: float):
+    def __init__(self, in_shape: tuple[int, ...], latent_shape: tuple[int, ...], var_floor: float, batch_norm: bool = False):
         super().__init__()
         self.latent_shape = tuple(latent_shape)
         self.var_floor = var_floor
+        # batch_norm: the paper code's heads, BN (with its scale and shift) before the identity / softplus.
         if len(in_shape) == 3:
-            self.net: nn.Module = nn.Conv2d(in_shape[0], 2 * latent_shape[0], 3, padding=1)
+            c = 2 * latent_shape[0]
+            layers: list[nn.Module] = [nn.Conv2d(in_shape[0], c, 3, padding=1)] + ([nn.BatchNorm2d(c)] if batch_norm else [])
         else:
-            n = math.prod(latent_shape)
-            self.net = nn.Sequential(nn.Linear(in_shape[0], 2 * n), nn.Unflatten(1, (2 * latent_shape[0], *latent_shape[1:])))
+            n = 2 * math.prod(latent_shape)
+            layers = [nn.Linear(in_shape[0], n), *([nn.BatchNorm1d(n)] if batch_norm else []),
+                      nn.Unflatten(1, (2 * latent_shape[0], *latent_shape[1:]))]
+        self.net: nn.Module = layers[0] if len(layers) == 1 else nn.Sequential(*layers)
 
     def forward(self, h: Tensor) -> Gaussian:
         mu, raw = self.net(h).chunk(2, dim=1)

@@ -33,8 +33,8 @@ from lvae.config import LayerSpec, ModelConfig
 from lvae.latents import Gaussian, GaussianHead, merge_gaussians
 
 
-def _act() -> nn.Module:
-    return nn.LeakyReLU(0.1)
+def _act(slope: float) -> nn.Module:
+    return nn.LeakyReLU(slope)
 
 
 def _norm(kind: str, n: int, enabled: bool) -> list[nn.Module]:
@@ -43,39 +43,39 @@ def _norm(kind: str, n: int, enabled: bool) -> list[nn.Module]:
     return [nn.BatchNorm2d(n) if kind == "conv" else nn.BatchNorm1d(n)]
 
 
-def _up_block(spec: LayerSpec, in_shape: tuple[int, ...], bn: bool) -> tuple[nn.Sequential, tuple[int, ...]]:
+def _up_block(spec: LayerSpec, in_shape: tuple[int, ...], bn: bool, slope: float) -> tuple[nn.Sequential, tuple[int, ...]]:
     """Bottom-up block: stride-2 convs (halving H, W each stage) or linear layers."""
     layers: list[nn.Module] = []
     if spec.kind == "conv":
         c, h, w = in_shape
         for ch in spec.channels:
-            layers += [nn.Conv2d(c, ch, 3, stride=2, padding=1), *_norm("conv", ch, bn), _act()]
+            layers += [nn.Conv2d(c, ch, 3, stride=2, padding=1), *_norm("conv", ch, bn), _act(slope)]
             c, h, w = ch, h // 2, w // 2
         return nn.Sequential(*layers), (c, h, w)
     n = math.prod(in_shape)
     if len(in_shape) > 1:
         layers.append(nn.Flatten())
     for width in spec.channels:
-        layers += [nn.Linear(n, width), *_norm("dense", width, bn), _act()]
+        layers += [nn.Linear(n, width), *_norm("dense", width, bn), _act(slope)]
         n = width
     return nn.Sequential(*layers), (n,)
 
 
-def _down_block(spec: LayerSpec, latent_shape: tuple[int, ...], bn: bool) -> tuple[nn.Sequential, tuple[int, ...]]:
+def _down_block(spec: LayerSpec, latent_shape: tuple[int, ...], bn: bool, slope: float) -> tuple[nn.Sequential, tuple[int, ...]]:
     """Top-down mirror of `_up_block`: from z_k back to the resolution of d_{k-1}."""
     widths = tuple(reversed(spec.channels))
     layers: list[nn.Module] = []
     if spec.kind == "conv":
         zc, h, w = latent_shape
-        layers += [nn.Conv2d(zc, widths[0], 3, padding=1), *_norm("conv", widths[0], bn), _act()]
+        layers += [nn.Conv2d(zc, widths[0], 3, padding=1), *_norm("conv", widths[0], bn), _act(slope)]
         outs = widths[1:] + widths[-1:]
         for cin, cout in zip(widths, outs):
-            layers += [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), *_norm("conv", cout, bn), _act()]
+            layers += [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), *_norm("conv", cout, bn), _act(slope)]
             h, w = 2 * h, 2 * w
         return nn.Sequential(*layers), (outs[-1], h, w)
     n = latent_shape[0]
     for width in widths:
-        layers += [nn.Linear(n, width), *_norm("dense", width, bn), _act()]
+        layers += [nn.Linear(n, width), *_norm("dense", width, bn), _act(slope)]
         n = width
     return nn.Sequential(*layers), (n,)
 
@@ -140,6 +140,7 @@ class HierarchicalModel(nn.Module):
     """
 
     reads_samples = False  # whether up_k reads z_{k-1} rather than d_{k-1}
+    reads_means = False  # whether up_k reads the encoder mean mu_hat_{k-1} rather than d_{k-1}
 
     def __init__(self, config: ModelConfig, stochastic: list[bool]):
         super().__init__()
@@ -149,25 +150,31 @@ class HierarchicalModel(nn.Module):
         shape: tuple[int, ...] = tuple(config.image_shape)
         up, enc = [], []
         for k, spec in enumerate(config.layers):
-            block, features = _up_block(spec, shape, config.batch_norm)
+            block, features = _up_block(spec, shape, config.batch_norm, config.leaky_slope)
             latent_shape = (spec.latent, *features[1:]) if spec.kind == "conv" else (spec.latent,)
             up.append(block)
-            enc.append(GaussianHead(features, latent_shape, config.var_floor) if self.stochastic[k] else nn.Identity())
+            enc.append(self.gaussian_head(features, latent_shape) if self.stochastic[k] else nn.Identity())
             self.latent_shapes.append(latent_shape)
-            shape = latent_shape if self.reads_samples else features
+            shape = latent_shape if self.reads_samples or self.reads_means else features
         self.up = nn.ModuleList(up)
         self.enc_heads = nn.ModuleList(enc)
+        self.down, self.prior_heads, self.out_head = self.top_down_path()
 
+    def gaussian_head(self, in_shape: tuple[int, ...], latent_shape: tuple[int, ...]) -> GaussianHead:
+        return GaussianHead(in_shape, latent_shape, self.config.var_floor, self.config.head_batch_norm)
+
+    def top_down_path(self) -> tuple[nn.ModuleList, nn.ModuleList, "OutputHead"]:
+        """down_k for every rung, the heads of p(z_k | z_{k+1}) for k < L-1, and the output head."""
+        config = self.config
         down, prior = [], []
         for k, spec in enumerate(config.layers):
-            block, out_shape = _down_block(spec, self.latent_shapes[k], config.batch_norm)
+            block, out_shape = _down_block(spec, self.latent_shapes[k], config.batch_norm, config.leaky_slope)
             down.append(block)
             if k > 0:
-                prior.append(GaussianHead(out_shape, self.latent_shapes[k - 1], config.var_floor))
+                prior.append(self.gaussian_head(out_shape, self.latent_shapes[k - 1]))
             else:
-                self.out_head = OutputHead(out_shape, config.image_shape)
-        self.down = nn.ModuleList(down)
-        self.prior_heads = nn.ModuleList(prior)
+                out_head = OutputHead(out_shape, config.image_shape)
+        return nn.ModuleList(down), nn.ModuleList(prior), out_head
 
     @property
     def depth(self) -> int:
@@ -217,10 +224,21 @@ class HierarchicalModel(nn.Module):
 
 
 class LadderVAE(HierarchicalModel):
-    """The ladder: a deterministic bottom-up pass, then a top-down pass that merges."""
+    """The ladder: a deterministic bottom-up pass, then a top-down pass that merges.
+
+    `config.ladder_up == "mean"`: up_k reads mu_hat_{k-1} (the paper code's `only_mu_up`).
+    `config.ladder_inference == "separate"`: q_hat is merged with a top-down Gaussian of the
+    inference network's own (`inf_down`, `inf_heads`: the paper code's default), not with the
+    prior; the KL is still taken against the prior p(z_k | z_{k+1}).
+    """
 
     def __init__(self, config: ModelConfig):
+        self.reads_means = config.ladder_up == "mean"
         super().__init__(config, [True] * config.depth)
+        if config.ladder_inference == "separate":
+            inf_down, inf_heads, _ = self.top_down_path()
+            self.inf_down = nn.ModuleList(list(inf_down)[1:])  # inf_down[k] reads z_{k+1}
+            self.inf_heads = inf_heads
 
     def bottom_up(self, x: Tensor) -> list[Gaussian]:
         """Deterministic pass: every encoder q_hat(z_k | x) = N(mu_hat, var_hat), bottom first. No sampling."""
@@ -228,7 +246,15 @@ class LadderVAE(HierarchicalModel):
         for block, head in zip(self.up, self.enc_heads):
             h = block(h)
             out.append(head(h))
+            if self.reads_means:
+                h = out[-1].mu
         return out
+
+    def merge_partner(self, k: int, z_above: Tensor, prior: Gaussian) -> Gaussian:
+        """The top-down Gaussian that q_hat(z_k | x) is merged with: the prior, or the inference path's own."""
+        if self.config.ladder_inference == "separate":
+            return self.inf_heads[k](self.inf_down[k](z_above))
+        return prior
 
     def top_down(self, encoder: list[Gaussian], temperature: float = 1.0) -> ModelOutput:
         """Stochastic pass: sample the top from q_hat, then merge with the prior and sample, downwards."""
@@ -237,7 +263,8 @@ class LadderVAE(HierarchicalModel):
         latents = [LatentSample(self.depth - 1, top, Gaussian.standard(top.mu), z, top)]
         for k in range(self.depth - 2, -1, -1):
             p, q_hat = self.prior(k, z), encoder[k]
-            q = Gaussian(*merge_gaussians(q_hat.mu, q_hat.logvar, p.mu, p.logvar))
+            t = self.merge_partner(k, z, p)
+            q = Gaussian(*merge_gaussians(q_hat.mu, q_hat.logvar, t.mu, t.logvar))
             z = q.sample(temperature)
             latents.insert(0, LatentSample(k, q, p, z, q_hat))
         return ModelOutput(self.decode(z), latents)

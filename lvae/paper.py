@@ -4,9 +4,11 @@ Sønderby et al. (2016), MNIST: test log-likelihood against the number of stocha
 layers for four models with the same stochastic layers, and a long-trained 5-layer pair.
 
     depth sweep:  L = 5, 4, 3, 2, 1  x  {VAE, VAE + BN, VAE + BN + WU, LVAE + BN + WU}
-                  (the VAE is `HierarchicalVAE`; shallower models keep the bottom L rungs
-                  of the `paper` config), SWEEP epochs each, NLL with K = 100
-    headline:     5-layer VAE + BN + WU and LVAE + BN + WU, HEADLINE epochs, K = 5000
+                  x  SEEDS training seeds (the VAE is `HierarchicalVAE`; shallower models
+                  keep the bottom L rungs of the `paper` config), SWEEP epochs each, K = 100
+    long pair:    5-layer VAE + BN + WU and LVAE + BN + WU x SEEDS, LONG epochs each, weights
+                  kept at LONG.keep_epochs and each scored with K = 1000; seed 0's last
+                  epoch also with K = 5000 (the headline pair, scored image by image)
 
 Every run is one `python -m lvae train` command, then `python -m lvae evaluate`; the
 runner adds the per-epoch logs (train and test ELBO, test KL per unit) and a PCA of each
@@ -63,34 +65,45 @@ class Budget:
     epochs: int
     warmup_epochs: int  # beta rises 0 -> 1 linearly over these epochs (the paper config's schedule)
     iw_samples: int
+    keep_epochs: tuple[int, ...] = ()  # weights kept and scored at these epochs too (the budget curve)
+    headline_iw_samples: int | None = None  # seed 0's last epoch is also scored with this K
 
 
 SWEEP = Budget(epochs=50, warmup_epochs=20, iw_samples=100)
-HEADLINE = Budget(epochs=100, warmup_epochs=20, iw_samples=5000)
+LONG = Budget(epochs=300, warmup_epochs=20, iw_samples=1000, keep_epochs=(25, 50, 100, 200, 300), headline_iw_samples=5000)
+SEEDS = (0, 1, 2)
+PAIR = ("lvae-bn-wu", "vae-bn-wu")  # the ladder and its baseline: same stochastic layers, batch norm and warm-up
 
 
 @dataclass(frozen=True)
 class Experiment:
     name: str
-    group: str  # "sweep" or "headline"
+    group: str  # "sweep" or "long"
     variant: str
     depth: int
     budget: Budget
+    seed: int = 0
 
     def train_argv(self, run_dir: Path, extra: tuple[str, ...] = ()) -> list[str]:
         v = VARIANTS[self.variant]
-        argv = ["train", "--config", "paper", "--model", v.model, "--depth", str(self.depth),
+        argv = ["train", "--config", "paper", "--model", v.model, "--depth", str(self.depth), "--seed", str(self.seed),
                 "--epochs", str(self.budget.epochs), "--out", str(run_dir), "--no-progress", *extra]
         argv += ["--batch-norm"] if v.batch_norm else ["--no-batch-norm"]
         argv += ["--warmup", str(self.budget.warmup_epochs)] if v.warmup else ["--beta-schedule", "constant"]
+        kept = [e for e in self.budget.keep_epochs if e <= self.budget.epochs]
+        argv += ["--keep-epochs", *map(str, kept)] if kept else []
         return argv
 
 
-def experiments(sweep: Budget = SWEEP, headline: Budget = HEADLINE) -> list[Experiment]:
-    """In the order they run: the 5-layer sweep, the headline pair, then shallower depths."""
-    sweep_at = lambda d: [Experiment(f"sweep-L{d}-{v}", "sweep", v, d, sweep) for v in VARIANTS]  # noqa: E731
-    head = [Experiment(f"headline-{v}", "headline", v, 5, headline) for v in ("vae-bn-wu", "lvae-bn-wu")]
-    return sweep_at(5) + head + [e for d in DEPTHS[1:] for e in sweep_at(d)]
+def experiments(sweep: Budget = SWEEP, long: Budget = LONG, seeds: tuple[int, ...] = SEEDS) -> list[Experiment]:
+    """In the order they run: the ladder and its baseline at every depth and seed (the claims
+    table's comparisons), then the long pair, then the two other VAE variants."""
+    def at(depth: int, variants) -> list[Experiment]:
+        return [Experiment(f"sweep-L{depth}-{v}-s{s}", "sweep", v, depth, sweep, s) for s in seeds for v in variants]
+
+    others = [v for v in VARIANTS if v not in PAIR]
+    longs = [Experiment(f"long-{v}-s{s}", "long", v, 5, long, s) for s in seeds for v in PAIR]
+    return [e for d in DEPTHS for e in at(d, PAIR)] + longs + [e for d in DEPTHS for e in at(d, others)]
 
 
 def command(argv: list[str]) -> str:
@@ -123,8 +136,13 @@ def step_seconds(exp: Experiment, steps: int = 5) -> float:
 
 
 def estimate_seconds(exp: Experiment, iw_seconds_per_sample: float) -> float:
-    iterations = 60000 // 256 * exp.budget.epochs
-    return iterations * step_seconds(exp) + 10000 * exp.budget.iw_samples * iw_seconds_per_sample
+    """Training steps, the per-epoch batch-norm recompute (a forward pass over the training set: about a
+    third of a training step's work per image), and every score the experiment makes."""
+    b = exp.budget
+    iterations = 60000 // 256 * b.epochs
+    scores = b.iw_samples * (1 + len([e for e in b.keep_epochs if e < b.epochs]))
+    scores += (b.headline_iw_samples or 0) if exp.seed == 0 else 0
+    return iterations * step_seconds(exp) * (1 + 1 / 3) + 10000 * scores * iw_seconds_per_sample
 
 
 def iw_seconds_per_sample() -> float:
@@ -189,10 +207,33 @@ def save_weights(run_dir: Path, path: Path) -> None:
     save(cfg, model, path)
 
 
-def evaluate_argv(run_dir: Path, iw_samples: int, data_root: Path | None) -> list[str]:
-    """The `python -m lvae evaluate` command every result is scored with (and re-scored with)."""
+def evaluate_argv(run_dir: Path, iw_samples: int, data_root: Path | None, epoch: int | None = None) -> list[str]:
+    """The `python -m lvae evaluate` command every result is scored with (and re-scored with); a kept
+    epoch's weights are scored for their likelihood only (no prior samples)."""
     data = ["--data-root", str(data_root)] if data_root else []
-    return ["evaluate", str(run_dir), "--iw-samples", str(iw_samples), "--json", "--no-progress", *data]
+    kept = ["--epoch", str(epoch), "--prior-samples", "0"] if epoch is not None else []
+    return ["evaluate", str(run_dir), "--iw-samples", str(iw_samples), "--json", "--no-progress", *kept, *data]
+
+
+SCORE_KEYS = ("nll", "nll_stderr", "elbo", "iw_samples", "per_image_log_px", "per_image_elbo")
+
+
+def likelihood_score(run_dir: Path, iw_samples: int, epoch: int | None, log: Path, threads: int, say, name: str,
+                     data_root: Path | None) -> dict[str, Any]:
+    """The likelihood part of `evaluate` on the run's latest or kept weights, cached in RUN/scores/ so
+    a runner stopped between scores does not redo the finished ones."""
+    cache = run_dir / "scores" / f"epoch-{epoch if epoch is not None else 'last'}-K{iw_samples}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    argv = evaluate_argv(run_dir, iw_samples, data_root, epoch if epoch is not None else None)
+    if epoch is None:
+        argv += ["--prior-samples", "0"]
+    say(f"{name}: scoring {'epoch ' + str(epoch) if epoch is not None else 'the last epoch'} with K = {iw_samples}")
+    full = json.loads(run_logged(argv, log, threads))
+    score = {k: full[k] for k in SCORE_KEYS} | {"command": command(argv)}
+    cache.parent.mkdir(exist_ok=True)
+    ckpt.write_atomic(cache, lambda f: f.write(json.dumps(score).encode()))
+    return score
 
 
 def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say, data_root: Path | None = None,
@@ -223,9 +264,16 @@ def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say
         run_logged(argv, log, threads)
     say(f"{exp.name}: evaluating with K = {exp.budget.iw_samples}")
     result = json.loads(run_logged(evaluate_argv(run_dir, exp.budget.iw_samples, data_root), log, threads))
+    kept = [e for e in exp.budget.keep_epochs if e < exp.budget.epochs]
+    if kept:  # the training-budget curve: every kept epoch scored like the last one
+        last = {k: result[k] for k in SCORE_KEYS}
+        result["budget_curve"] = {str(e): likelihood_score(run_dir, exp.budget.iw_samples, e, log, threads, say, exp.name, data_root)
+                                  for e in kept} | {str(exp.budget.epochs): last}
+    if exp.budget.headline_iw_samples and exp.seed == 0:
+        result["headline"] = likelihood_score(run_dir, exp.budget.headline_iw_samples, None, log, threads, say, exp.name, data_root)
     epochs = read_jsonl(run_dir / "epochs.jsonl")
     result.update(
-        name=exp.name, group=exp.group, variant=exp.variant, label=VARIANTS[exp.variant].label, depth=exp.depth,
+        name=exp.name, group=exp.group, variant=exp.variant, label=VARIANTS[exp.variant].label, depth=exp.depth, seed=exp.seed,
         epochs=exp.budget.epochs, warmup_epochs=exp.budget.warmup_epochs if VARIANTS[exp.variant].warmup else 0,
         commands=commands, uninterrupted=len(commands) == 1,
         train_seconds=sum(r["seconds"] for r in epochs), train_threads=threads,
@@ -233,7 +281,7 @@ def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say
         pca=posterior_pca(run_dir, data_root=data_root),
     )
     results.mkdir(parents=True, exist_ok=True)
-    if exp.group == "headline":  # the figures that look inside the 5-layer models need their weights
+    if exp.group == "long" and exp.seed == 0:  # the figures that look inside the 5-layer models need their weights
         save_weights(run_dir, results / f"{exp.name}.pt")
     ckpt.write_atomic(out_json, lambda f: f.write((json.dumps(result, separators=(",", ":")) + "\n").encode()))
     say(f"{exp.name}: NLL {result['nll']:.2f} ± {result['nll_stderr']:.2f} (K = {result['iw_samples']}), "
@@ -299,22 +347,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="runs in parallel (one thread each by default)")
     p.add_argument("--only", nargs="*", help="experiment names to run (default: all); --list shows them")
     p.add_argument("--list", action="store_true", help="list the experiments and whether each is done")
+    p.add_argument("--groups", nargs="+", choices=("sweep", "long"), default=("sweep", "long"),
+                   help="which experiments: the depth sweep, the long pair (hours per run: start it when it can finish)")
     p.add_argument("--runs", type=Path, default=RUNS)
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--no-estimate", action="store_true", help="skip the timing that the estimate needs")
     p.add_argument("--add-per-image", action="store_true",
                    help="re-score finished sweep runs (or the --only ones) whose JSON has no per-image estimates, so comparisons are paired")
     smoke = p.add_argument_group("smoke runs (a quick check of the pipeline; send them to another --results folder)")
-    smoke.add_argument("--epochs", type=int, help="every run's epochs (default: the sweep's and the headline's)")
+    smoke.add_argument("--epochs", type=int, help="every run's epochs (default: the sweep's and the long pair's); a long run keeps epoch 1 too")
     smoke.add_argument("--iw-samples", type=int, help="every run's K")
     smoke.add_argument("--data-root", type=Path)
     smoke.add_argument("--limit", type=int, help="train on the first N images")
     smoke.add_argument("--batch-size", type=int)
     a = p.parse_args(argv)
-    shrink = lambda b: replace(b, epochs=a.epochs or b.epochs, warmup_epochs=min(b.warmup_epochs, a.epochs or b.epochs),  # noqa: E731
-                               iw_samples=a.iw_samples or b.iw_samples)
+    def shrink(b: Budget) -> Budget:
+        if not a.epochs:
+            return replace(b, iw_samples=a.iw_samples or b.iw_samples,
+                           headline_iw_samples=b.headline_iw_samples and (a.iw_samples or b.headline_iw_samples))
+        return replace(b, epochs=a.epochs, warmup_epochs=min(b.warmup_epochs, a.epochs), iw_samples=a.iw_samples or b.iw_samples,
+                       keep_epochs=(1, a.epochs) if b.keep_epochs and a.epochs > 1 else (),
+                       headline_iw_samples=b.headline_iw_samples and (a.iw_samples or b.headline_iw_samples))
+
     train_extra = tuple(x for flag, v in (("--limit", a.limit), ("--batch-size", a.batch_size)) if v for x in (flag, str(v)))
-    todo = [e for e in experiments(shrink(SWEEP), shrink(HEADLINE)) if not a.only or e.name in a.only]
+    todo = [e for e in experiments(shrink(SWEEP), shrink(LONG)) if (not a.only or e.name in a.only) and e.group in a.groups]
     if a.only and len(todo) != len(a.only):
         unknown = sorted(set(a.only) - {e.name for e in todo})
         print(f"error: unknown experiment(s) {unknown}; see python -m lvae.paper --list", file=sys.stderr)
@@ -327,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     threads = max(1, (os.cpu_count() or 1) // a.jobs)
     if a.add_per_image:
-        chosen = [e for e in todo if a.only or e.group == "sweep"]  # the headline's K = 5000 costs an hour: only when named
+        chosen = [e for e in todo if e.group == "sweep"]
         with ThreadPoolExecutor(a.jobs) as pool:
             done = sum(pool.map(lambda e: add_per_image(e, a.runs, a.results, threads, lambda m: print(m, flush=True), a.data_root), chosen))
         print(f"re-scored {done} run(s)")

@@ -10,24 +10,29 @@ from lvae import claims, figures, paper, runs
 from lvae.cli import build_parser, config_from_args
 
 
-def test_the_sweep_has_four_models_at_five_depths_on_one_budget():
+def test_the_sweep_has_four_models_at_five_depths_and_three_seeds_on_one_budget():
     exps = paper.experiments()
     sweep = [e for e in exps if e.group == "sweep"]
-    head = [e for e in exps if e.group == "headline"]
-    assert {(e.variant, e.depth) for e in sweep} == {(v, d) for v in paper.VARIANTS for d in paper.DEPTHS}
-    assert len(sweep) == 20 and len({e.name for e in exps}) == len(exps)
+    long = [e for e in exps if e.group == "long"]
+    assert {(e.variant, e.depth, e.seed) for e in sweep} == {(v, d, s) for v in paper.VARIANTS for d in paper.DEPTHS for s in paper.SEEDS}
+    assert len(sweep) == 60 and len({e.name for e in exps}) == len(exps) and len(paper.SEEDS) >= 3
     assert {e.budget for e in sweep} == {paper.SWEEP} and paper.SWEEP.epochs >= 50
     assert paper.SWEEP.warmup_epochs <= paper.SWEEP.epochs / 2
-    assert [(e.variant, e.depth) for e in head] == [("vae-bn-wu", 5), ("lvae-bn-wu", 5)]
-    assert paper.HEADLINE.epochs > paper.SWEEP.epochs and paper.HEADLINE.iw_samples == 5000
+    assert sorted((e.variant, e.seed) for e in long) == sorted((v, s) for v in paper.PAIR for s in paper.SEEDS)
+    assert {e.depth for e in long} == {5} and paper.LONG.epochs >= 300 and paper.LONG.warmup_epochs == paper.SWEEP.warmup_epochs
+    assert paper.LONG.keep_epochs[-1] == paper.LONG.epochs and paper.LONG.iw_samples >= 1000
+    assert paper.LONG.headline_iw_samples == 5000
+    # the claims table's comparisons come first: every depth's ladder and its baseline at every seed
+    first = exps[: 2 * len(paper.DEPTHS) * len(paper.SEEDS)]
+    assert {e.variant for e in first} == set(paper.PAIR) and {e.group for e in first} == {"sweep"}
 
 
 @pytest.mark.parametrize("variant", list(paper.VARIANTS))
 def test_each_variant_is_the_paper_config_with_its_changes(variant):
     v = paper.VARIANTS[variant]
-    exp = paper.Experiment("x", "sweep", variant, 3, paper.SWEEP)
+    exp = paper.Experiment("x", "sweep", variant, 3, paper.SWEEP, seed=2)
     cfg = config_from_args(build_parser().parse_args(exp.train_argv(Path("runs/x"))))
-    assert cfg.model_kind == v.model and cfg.model.batch_norm == v.batch_norm
+    assert cfg.model_kind == v.model and cfg.model.batch_norm == v.batch_norm and cfg.train.seed == 2
     assert [l.latent for l in cfg.model.layers] == [64, 32, 16]  # the bottom three rungs of `paper`
     beta = cfg.objective.beta
     if v.warmup:
@@ -35,39 +40,61 @@ def test_each_variant_is_the_paper_config_with_its_changes(variant):
     else:
         assert (beta.kind, beta.end) == ("constant", 1.0)
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr) == (paper.SWEEP.epochs, 256, 2e-3)
+    # the paper code's setup (docs/fidelity.md), for every variant alike
+    assert (cfg.train.grad_clip, cfg.train.grad_clip_value, cfg.train.adam_eps, cfg.train.bn_recompute) == (4.0, 0.9, 1e-4, True)
+    assert (cfg.model.var_floor, cfg.model.leaky_slope, cfg.model.head_batch_norm) == (1e-5, 0.01, True)
 
 
-def test_a_smoke_run_trains_evaluates_and_is_then_skipped(tiny_data, tmp_path, capsys):
-    argv = ["--only", "sweep-L2-vae", "sweep-L2-lvae-bn-wu", "headline-lvae-bn-wu", "--epochs", "2", "--iw-samples", "4", "--data-root", str(tiny_data),
+def test_a_long_run_keeps_and_scores_its_epochs(tiny_data, tmp_path):
+    exp = paper.Experiment("long-lvae-bn-wu-s0", "long", "lvae-bn-wu", 5, paper.LONG, seed=0)
+    cfg = config_from_args(build_parser().parse_args(exp.train_argv(Path("runs/x"))))
+    assert cfg.train.keep_epochs == paper.LONG.keep_epochs and cfg.train.epochs == paper.LONG.epochs
+    argv = ["--only", "long-lvae-bn-wu-s0", "--epochs", "2", "--iw-samples", "4", "--data-root", str(tiny_data),
             "--limit", "128", "--batch-size", "64", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"),
             "--no-estimate", "--jobs", "1"]
     assert paper.main(argv) == 0
-    r = json.loads((tmp_path / "res" / "sweep-L2-lvae-bn-wu.json").read_text())
-    assert (r["variant"], r["depth"], r["epochs"], r["iw_samples"], r["model_kind"]) == ("lvae-bn-wu", 2, 2, 4, "lvae")
-    assert r["uninterrupted"] and r["commands"][0].startswith("python -m lvae train --config paper --model lvae --depth 2")
+    r = json.loads((tmp_path / "res" / "long-lvae-bn-wu-s0.json").read_text())
+    curve = r["budget_curve"]
+    assert sorted(curve, key=int) == ["1", "2"] and curve["2"]["nll"] == r["nll"]
+    assert curve["1"]["nll"] != r["nll"] and len(curve["1"]["per_image_log_px"]) == len(r["per_image_log_px"])
+    assert "--epoch 1" in curve["1"]["command"]
+    assert r["headline"]["iw_samples"] == 4 and len(r["headline"]["per_image_elbo"]) == r["images"]
+    # every image's ELBO lies below its importance-weighted log p(x) (the same K samples: Jensen)
+    assert all(e <= l + 1e-3 for e, l in zip(r["per_image_elbo"], r["per_image_log_px"]))
+    from lvae.results import load_model
+
+    cfg, model = load_model(tmp_path / "res" / "long-lvae-bn-wu-s0.pt")  # what figures/paper_layers_resampled.png draws
+    assert cfg.model_kind == "lvae" and model.latent_layers == [0, 1, 2, 3, 4]
+
+
+def test_a_smoke_run_trains_evaluates_and_is_then_skipped(tiny_data, tmp_path, capsys):
+    argv = ["--only", "sweep-L2-vae-s0", "sweep-L2-lvae-bn-wu-s1", "--epochs", "2", "--iw-samples", "4", "--data-root", str(tiny_data),
+            "--limit", "128", "--batch-size", "64", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"),
+            "--no-estimate", "--jobs", "1"]
+    assert paper.main(argv) == 0
+    r = json.loads((tmp_path / "res" / "sweep-L2-lvae-bn-wu-s1.json").read_text())
+    assert (r["variant"], r["depth"], r["epochs"], r["iw_samples"], r["model_kind"], r["seed"]) == ("lvae-bn-wu", 2, 2, 4, "lvae", 1)
+    assert r["uninterrupted"] and r["commands"][0].startswith("python -m lvae train --config paper --model lvae --depth 2 --seed 1")
     per = r["per_epoch"]
     assert len(per["train_elbo"]) == len(per["elbo"]) == 2
     assert [len(u) for u in per["kl_units"][-1]] == [64, 32]  # every unit of both layers, each epoch
     assert abs(sum(per["kl_units"][-1][0]) - per["kl"][-1][0]) < 1e-6
     assert [layer["layer"] for layer in r["pca"]["layers"]] == [0, 1] and len(r["pca"]["labels"]) == 64
-    vae = json.loads((tmp_path / "res" / "sweep-L2-vae.json").read_text())
+    assert "budget_curve" not in r and "headline" not in r
+    vae = json.loads((tmp_path / "res" / "sweep-L2-vae-s0.json").read_text())
     assert vae["model_kind"] == "hvae" and "--no-batch-norm" in vae["commands"][0]
-    assert not (tmp_path / "res" / "sweep-L2-vae.pt").exists()  # weights are kept for the headline runs only
-    from lvae.results import load_model
-
-    cfg, model = load_model(tmp_path / "res" / "headline-lvae-bn-wu.pt")  # what figures/paper_layers_resampled.png draws
-    assert cfg.model_kind == "lvae" and model.latent_layers == [0, 1, 2, 3, 4]
+    assert not (tmp_path / "res" / "sweep-L2-vae-s0.pt").exists()  # weights are kept for the long seed-0 runs only
     capsys.readouterr()
     assert paper.main(argv) == 0
     assert "0 to run" in capsys.readouterr().out
 
     # a JSON from before per-image estimates were saved is re-scored by the same evaluate command
-    path = tmp_path / "res" / "sweep-L2-vae.json"
+    path = tmp_path / "res" / "sweep-L2-vae-s0.json"
     old = json.loads(path.read_text())
     stripped = {k: v for k, v in old.items() if k != "per_image_log_px"}
     path.write_text(json.dumps(stripped))
     assert paper.main([*argv, "--add-per-image"]) == 0
-    assert "re-scored 1 run(s)" in capsys.readouterr().out  # the other two still have theirs
+    assert "re-scored 1 run(s)" in capsys.readouterr().out  # the other one still has its own
     new = json.loads(path.read_text())
     assert new["per_image_log_px"] == old["per_image_log_px"] and new["nll"] == old["nll"]  # seeded: the same estimate
     assert new["rescored"]["nll_before"] == old["nll"] and new["rescored"]["command"].startswith("python -m lvae evaluate")
