@@ -266,9 +266,25 @@ def fig_paper_depth(r: Results) -> Figure:
     points = paper.depth_points(paper.load_results(r.results_dir / "paper"))
     if not points:
         raise SkipFigure(f"needs depth-sweep results in {r.results_dir / 'paper'} (make paper)")
-    done, total = sum(len(p) for p in points.values()), len(paper.DEPTHS) * len(paper.VARIANTS)
-    status = "" if done == total else f" — partial: {done} of {total} runs"
-    return plots.nll_vs_depth(points, f"Test NLL against depth ({paper.SWEEP.epochs} epochs, K = {paper.SWEEP.iw_samples})\n{status.lstrip(' —')}".rstrip())
+    runs = sum(n for p in points.values() for _, _, n in p.values())
+    total = len(paper.DEPTHS) * len(paper.VARIANTS) * len(paper.SEEDS)
+    status = "" if runs == total else f"\npartial: {runs} of {total} runs"
+    return plots.nll_vs_depth(points, f"Test NLL against depth ({paper.SWEEP.epochs} epochs, K = {paper.SWEEP.iw_samples}, "
+                                      f"mean and 95 % interval over seeds){status}")
+
+
+def fig_paper_budget(r: Results) -> Figure:
+    from lvae import claims, paper
+
+    effects = claims.budget_effects(paper.load_results(r.results_dir / "paper"))
+    if not effects:
+        raise SkipFigure(f"needs the long pair in {r.results_dir / 'paper'} (make paper)")
+    epochs = sorted(effects)
+    seeds = min(n.seeds for n, _ in effects.values())
+    band = lambda e: (e.mean, e.low, e.high)  # noqa: E731
+    return plots.budget_curve(epochs, [band(effects[e][0]) for e in epochs], [band(effects[e][1]) for e in epochs],
+                              f"The 5-layer ladder minus the VAE (both BN + WU) against training budget, {seeds} seed(s), "
+                              f"K = {paper.LONG.iw_samples}")
 
 
 def fig_paper_elbo(r: Results) -> Figure:
@@ -310,7 +326,7 @@ def fig_layers_paper(r: Results) -> Figure:
     from lvae.results import load_model
 
     folder = r.results_dir / "paper"
-    path = next((p for p in (folder / "headline-lvae-bn-wu.pt", folder / "sweep-L5-lvae-bn-wu.pt") if p.is_file()), None)
+    path = next((p for p in (folder / "long-lvae-bn-wu-s0.pt",) if p.is_file()), None)
     if path is None:
         raise SkipFigure(f"needs the 5-layer ladder's weights in {folder} (make paper)")
     cfg, model = load_model(path)
@@ -344,6 +360,7 @@ FIGURES: dict[str, tuple[str, Callable[[Results], Figure]]] = {
     "active_units.png": ("Active units per layer (Cov_x E_q[z_u] > 0.01) for both models.", fig_active_units),
     "likelihood.png": ("Test ELBO per epoch for both models, with the final importance-weighted bound where measured.", fig_likelihood),
     "paper_nll_vs_depth.png": ("The paper's depth sweep: test NLL against the number of stochastic layers, four models.", fig_paper_depth),
+    "paper_budget_curve.png": ("The ladder's NLL and ELBO advantage over the VAE against training epochs, seed-aware bands.", fig_paper_budget),
     "paper_elbo_curves.png": ("Train and test ELBO per epoch, the 5-layer VAE against the LVAE.", fig_paper_elbo),
     "paper_kl_units.png": ("log KL of every latent unit against epochs (units sorted within each layer), VAE and LVAE.", fig_paper_kl_units),
     "paper_active_units.png": ("Active units per layer, the 5-layer VAE against the LVAE (the paper's table).", fig_paper_active_units),

@@ -318,24 +318,40 @@ def load_results(results: Path = RESULTS) -> dict[str, dict[str, Any]]:
     return {p.stem: json.loads(p.read_text()) for p in sorted(Path(results).glob("*.json"))}
 
 
-def depth_points(results: dict[str, dict[str, Any]]) -> dict[str, dict[int, tuple[float, float]]]:
-    """{variant label: {depth: (NLL, stderr)}} of the depth sweep, in the paper's variant order."""
-    points: dict[str, dict[int, tuple[float, float]]] = {}
-    for key, v in VARIANTS.items():
-        found = {r["depth"]: (r["nll"], r["nll_stderr"]) for r in results.values() if r["group"] == "sweep" and r["variant"] == key}
-        if found:
-            points[v.label] = found
-    return points
+Arm = tuple[str, str, int]  # (group, variant, depth)
+
+
+def arms(results: dict[str, dict[str, Any]]) -> dict[Arm, dict[int, dict[str, Any]]]:
+    """Every finished run by its arm, then by its training seed."""
+    out: dict[Arm, dict[int, dict[str, Any]]] = {}
+    for r in results.values():
+        out.setdefault((r["group"], r["variant"], r["depth"]), {})[r.get("seed", 0)] = r
+    return out
+
+
+def depth_points(results: dict[str, dict[str, Any]]) -> dict[str, dict[int, tuple[float, float, int]]]:
+    """{variant label: {depth: (mean NLL over seeds, 95 % half-width over seeds, seeds)}} of the depth
+    sweep, in the paper's variant order; one seed gives its test-image interval only."""
+    from lvae.effects import known_effect, seed_effect
+
+    points: dict[str, dict[int, tuple[float, float, int]]] = {}
+    for (group, variant, depth), runs in sorted(arms(results).items()):
+        if group != "sweep":
+            continue
+        nll = [r["nll"] for r in runs.values()]
+        e = seed_effect(nll) if len(nll) > 1 else known_effect(nll[0], next(iter(runs.values()))["nll_stderr"])
+        points.setdefault(VARIANTS[variant].label, {})[depth] = (e.mean, e.half_width, len(nll))
+    return {v.label: points[v.label] for v in VARIANTS.values() if v.label in points}
 
 
 def comparison_pair(results: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], str]:
-    """The 5-layer VAE + BN + WU and LVAE + BN + WU: the headline runs where both exist, else the
+    """Seed 0 of the 5-layer VAE + BN + WU and LVAE + BN + WU: the long pair where both exist, else the
     sweep's 5-layer runs; and a phrase that says which."""
-    for group, prefix in (("headline", "headline-"), ("sweep", "sweep-L5-")):
-        pair = {VARIANTS[v].label: results.get(prefix + v) for v in ("vae-bn-wu", "lvae-bn-wu")}
+    for group, name in (("long", "long-{}-s0"), ("sweep", "sweep-L5-{}-s0")):
+        pair = {VARIANTS[v].label: results.get(name.format(v)) for v in ("vae-bn-wu", "lvae-bn-wu")}
         if all(pair.values()):
             epochs = next(iter(pair.values()))["epochs"]
-            return pair, f"5 layers, {epochs} epochs ({group} runs)"  # type: ignore[return-value]
+            return pair, f"5 layers, {epochs} epochs, seed 0 ({group} runs)"  # type: ignore[return-value]
     return {}, ""
 
 

@@ -342,21 +342,41 @@ def active_units(counts: Mapping[str, Sequence[int | None]], sizes: Sequence[int
 PAPER_COLORS = {"VAE": "#7f7f7f", "VAE + BN": "#ff7f0e", "VAE + BN + WU": "#d62728", "LVAE + BN + WU": "#1f77b4"}
 
 
-def nll_vs_depth(points: Mapping[str, Mapping[int, tuple[float, float]]], title: str) -> Figure:
+def nll_vs_depth(points: Mapping[str, Mapping[int, tuple[float, float, int]]], title: str) -> Figure:
     """The paper's figure 3: test NLL (IW bound) against the number of stochastic layers.
 
-    `points[variant][depth] = (nll, stderr)`; a missing depth is simply not drawn.
+    `points[variant][depth] = (mean NLL over seeds, 95 % half-width, seeds)`; a missing depth is not
+    drawn. Lower is better and the axis says so: it is not flipped.
     """
-    fig, axes = _figure(1, 1, (5.6, 3.8))
+    fig, axes = _figure(1, 1, (6.4, 4.2))
     ax = axes[0, 0]
     for i, (label, by_depth) in enumerate(points.items()):
         depths = sorted(by_depth)
         nll = [by_depth[d][0] for d in depths]
-        err = [2 * by_depth[d][1] for d in depths]
-        ax.errorbar(depths, nll, yerr=err, marker="o", ms=4, capsize=2, lw=1.4, color=PAPER_COLORS.get(label, f"C{i}"), label=label)
+        err = [by_depth[d][1] for d in depths]
+        offset = 0.06 * (i - (len(points) - 1) / 2)  # side by side, so one model's bars do not hide another's
+        ax.errorbar(np.array(depths) + offset, nll, yerr=err, marker="o", ms=4, capsize=2, lw=1.4,
+                    color=PAPER_COLORS.get(label, f"C{i}"), label=label)
     ax.set(xlabel="stochastic layers", ylabel="test NLL (nats, IW bound; lower is better)", title=title, xticks=[1, 2, 3, 4, 5])
-    ax.invert_yaxis()  # the paper plots log-likelihood: better is up
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
+
+
+def budget_curve(epochs: Sequence[int], nll: Sequence[tuple[float, float, float]], elbo: Sequence[tuple[float, float, float]],
+                 title: str) -> Figure:
+    """The ladder-minus-VAE difference against training epochs (log axis): NLL on the left, -ELBO on the
+    right, each a (mean, low, high) over seeds with its seed-aware 95 % band. Below zero: the ladder is better."""
+    fig, axes = _figure(1, 2, (10.0, 3.8), sharex=True)
+    for ax, series, what in ((axes[0, 0], nll, "NLL"), (axes[0, 1], elbo, "−ELBO")):
+        mean, low, high = (np.array([p[j] for p in series]) for j in range(3))
+        ax.axhline(0.0, color="0.6", lw=0.8)
+        ax.fill_between(epochs, low, high, color=PAPER_COLORS["LVAE + BN + WU"], alpha=0.25, lw=0, label="95 % interval (seeds and images)")
+        ax.plot(epochs, mean, marker="o", ms=4, color=PAPER_COLORS["LVAE + BN + WU"], label="mean over seeds")
+        ax.set(xscale="log", xlabel="training epochs (log scale)", ylabel=f"{what}(LVAE) − {what}(VAE), nats",
+               title=f"{what}: below 0, the ladder is better")
+        ax.set_xticks(list(epochs), [str(e) for e in epochs])
+    axes[0, 0].legend(loc="best", frameon=False)
+    fig.suptitle(title)
     return fig
 
 
