@@ -51,8 +51,9 @@ BEFORE ?= HEAD~1
 bench-compare: setup
 	$(PY) -m lvae.bench_compare $(BEFORE) --save results/bench-compare.json
 
-# The paper's MNIST experiments (depth sweep + 5-layer headline pair) into results/paper/*.json; hours on 2 CPU
-# cores, so it skips finished runs and resumes unfinished ones: run it again until it says 0 to run.
+# The paper's MNIST experiments (depth sweep x 3 seeds + the 300-epoch 5-layer pair x 3 seeds) into results/paper/*.json;
+# many hours on 2 CPU cores, so it skips finished runs and resumes unfinished ones: run it again until it says 0 to run.
+# PAPER_ARGS="--groups sweep" leaves out the long pair (hours per run: start it when it can finish uninterrupted).
 paper: setup
 	$(PY) -m lvae.paper $(PAPER_ARGS)
 

@@ -30,7 +30,7 @@ def test_readme_section_is_rendered_from_the_json_files(tmp_path):
     assert "old numbers" not in text and "**85.43**" in text and "10.0 min" in text and text.endswith("after\n")
     assert "30/64 / 2/32" in text
     assert "x86_64, 2 thread(s), torch 2, no GPU" in text  # the hardware comes from the JSON, not from the code
-    assert "Sweep runs finished: **0 of 20**" in text  # the claims section, from results/paper (empty here)
+    assert "Sweep runs finished: **0 of 60**" in text  # the claims section, from results/paper (empty here)
     assert not results.update_readme(readme, rdir)  # idempotent
 
 
