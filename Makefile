@@ -44,33 +44,34 @@ clean-venv:
 
 # Speed as a fraction of this machine's measured fp32 matmul peak; `make bench BENCH_ARGS=--json` for JSON.
 bench: setup
-	$(PY) -m lvae.bench $(BENCH_ARGS)
+	$(PY) -m lvae.speed.bench $(BENCH_ARGS)
 
 # A speed change's before/after in one run: this tree against BEFORE (a git revision), workload by workload, on an idle machine.
 BEFORE ?= HEAD~1
 bench-compare: setup
-	$(PY) -m lvae.bench_compare $(BEFORE) --save results/bench-compare.json
+	$(PY) -m lvae.speed.bench_compare $(BEFORE) --save results/bench-compare.json
 
 # The paper's MNIST experiments (depth sweep x 3 seeds + the 300-epoch 5-layer pair x 3 seeds) into results/paper/*.json;
 # many hours on 2 CPU cores, so it skips finished runs and resumes unfinished ones: run it again until it says 0 to run.
 # PAPER_ARGS="--groups sweep" leaves out the long pair (hours per run: start it when it can finish uninterrupted).
 paper: setup
-	$(PY) -m lvae.paper $(PAPER_ARGS)
+	$(PY) -m lvae.experiments.paper $(PAPER_ARGS)
 
 # issue 10's likelihood target: the paper-best recipe trained by one uninterrupted command (<= 60 min on 2 CPU cores),
 # scored with K = 5000 into results/paper-best.json. A finished result is not redone: delete the JSON to rerun it.
 paper-best: results/paper-best.json
 
 results/paper-best.json: | setup
-	$(PY) -m lvae.paper_best
+	$(PY) -m lvae.experiments.paper_best
 
-# Render README's results and claims sections from results/*.json and results/paper/*.json (no number typed by hand).
+# Render README's summary and docs/{results,claims,speed}.md from results/*.json and results/paper/*.json (no number typed by hand).
 results-table: setup
-	$(PY) -m lvae.results table
+	$(PY) -m lvae.report.docs
+	$(PY) -m lvae.speed.tables
 
 # Every PNG in figures/, from cached results (results/summaries, results/*.pt, runs/); what is missing is trained first.
 figures: setup
-	$(PY) -m lvae.figures
+	$(PY) -m lvae.report.figures
 
 # notebooks/*.py are the sources: build the paired .ipynb from them and execute them at full size.
 # The seed and paper recipes, unchanged, on Fashion-MNIST: results/fashion-*.json and .pt (about 1 h on 2 CPU cores).
@@ -92,10 +93,10 @@ notebooks: setup
 	$(PY) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 --ExecutePreprocessor.record_timing=False notebooks/*.ipynb
 
 # On a lent GPU: train the paper-best ladder (the paper ladder, wider, cosine lr) and score it with K = 5000, printing images/s and the NLL
-# (results/gpu-check.json). GPU_ARGS go to python -m lvae.gpu_check, e.g. GPU_ARGS="--epochs 100 -- --amp bf16".
+# (results/gpu-check.json). GPU_ARGS go to python -m lvae.speed.gpu_check, e.g. GPU_ARGS="--epochs 100 -- --amp bf16".
 gpu-check: setup
-	$(PY) -m lvae.gpu_check $(GPU_ARGS)
+	$(PY) -m lvae.speed.gpu_check $(GPU_ARGS)
 
 # Images/s of --amp bf16 and --compile against fp32 eager, measured on this machine in one run.
 speed-options: setup
-	$(PY) -m lvae.speed_options $(SPEED_ARGS)
+	$(PY) -m lvae.speed.speed_options $(SPEED_ARGS)

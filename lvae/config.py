@@ -160,7 +160,7 @@ class TrainConfig:
     keep_epochs: tuple[int, ...] = ()
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
-    # Speed options (lvae.speed_options measures them): bf16 autocast of the model's
+    # Speed options (lvae.speed.speed_options measures them): bf16 autocast of the model's
     # forward pass (the loss stays float32) and torch.compile of the model.
     amp: str = "off"
     compile: bool = False

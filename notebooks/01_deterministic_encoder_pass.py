@@ -25,7 +25,8 @@
 import torch
 from IPython.display import display
 
-from lvae import figures, plots, runs
+from lvae.report import figures, plots
+from lvae.experiments import runs
 from lvae.latents import GaussianHead
 from lvae.model import LadderVAE
 

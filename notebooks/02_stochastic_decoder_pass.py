@@ -26,7 +26,8 @@
 import torch
 from IPython.display import display
 
-from lvae import figures, plots, runs
+from lvae.report import figures, plots
+from lvae.experiments import runs
 from lvae.latents import Gaussian, merge_gaussians
 from lvae.losses import kl_per_layer
 from lvae.model import LadderVAE
@@ -168,7 +169,7 @@ figures.source(model.sample_below)
 # ladder, one row per layer, is `figures/paper_layers_resampled.png` (`make paper`, then `make figures`).
 
 # %%
-from lvae.widgets import LayerExplorer
+from lvae.report.widgets import LayerExplorer
 
 LayerExplorer(model, results.data.test.images[:1])
 

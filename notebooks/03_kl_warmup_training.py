@@ -30,12 +30,13 @@
 # %matplotlib inline
 import torch
 
-from lvae import figures, plots, runs
+from lvae.report import figures, plots
+from lvae.experiments import runs
 from lvae.losses import compute_loss, kl_per_layer
 from lvae.model import build_model
 from lvae.schedules import beta_at, beta_curve
 from lvae.training import Trainer, model_inputs
-from lvae.widgets import WarmupExplorer
+from lvae.report.widgets import WarmupExplorer
 
 results = runs.Results()  # LVAE_FAST=1 makes everything small (the tests use it)
 warmup_runs = results.warmup_summaries
@@ -161,7 +162,7 @@ figures.summary_table(warmup_runs)
 # as "your run". Without a live kernel (on GitHub, or a headless run) the cell shows a
 # static picture of the sliders' starting position instead.
 #
-# The logic lives in `lvae.widgets.warmup_view` (tested); the widget only wires sliders to it.
+# The logic lives in `lvae.report.widgets.warmup_view` (tested); the widget only wires sliders to it.
 
 # %%
 explorer = WarmupExplorer(warmup_runs, train=results.live_warmup)

@@ -18,7 +18,7 @@
 # ladder against a **hierarchical VAE** (`lvae.model.HierarchicalVAE`) with the same
 # stochastic layers and the same generative model, inferred bottom-up: the two differ only
 # in inference. Every figure here is also a PNG in `figures/`, drawn by the same function
-# (`python -m lvae.figures`).
+# (`python -m lvae.report.figures`).
 
 # %%
 # %matplotlib inline
@@ -26,7 +26,8 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from lvae import figures, runs
+from lvae.report import figures
+from lvae.experiments import runs
 from lvae.evaluation import iw_log_likelihood
 from lvae.training import evaluation_inputs
 
@@ -104,12 +105,12 @@ figures.summary_table(summaries)
 # in `results/paper/`, and the cells below draw them (nothing is trained here; where a
 # result is missing the cell says which command makes it). Each comparison is paired image
 # by image and seed by seed, and its 95 % interval includes the spread across training
-# seeds (`lvae/effects.py`); the verdicts all come from one rule in `lvae/effects.py`:
+# seeds (`lvae/experiments/effects.py`); the verdicts all come from one rule in `lvae/experiments/effects.py`:
 
 # %%
 from IPython.display import Markdown
 
-from lvae import claims
+from lvae.experiments import claims
 
 Markdown(claims.render(results.results_dir))
 

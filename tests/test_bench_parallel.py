@@ -1,11 +1,12 @@
-"""`python -m lvae.bench_parallel` times whole train commands in each layout, torchrun included."""
+"""`python -m lvae.speed.bench_parallel` times whole train commands in each layout, torchrun included."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from lvae import bench_parallel, results
+from lvae.speed import tables
+from lvae.speed import bench_parallel
 
 
 def test_images_per_epoch_follow_the_distributed_sampler():
@@ -28,14 +29,14 @@ def test_every_layout_trains_and_the_fastest_is_named(tiny_data, tmp_path, capsy
     assert "Fastest: **" in capsys.readouterr().out
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "bench-parallel.json").write_text(out.read_text())
-    assert "| torchrun: 1 process per core x 1 thread |" in results.render(tmp_path / "results")
+    assert "| torchrun: 1 process per core x 1 thread |" in tables.render(tmp_path / "results")
 
 
 def test_bench_compare_runs_each_tree_s_own_code(tmp_path, monkeypatch):
     """Against HEAD itself, in a git worktree; the `before` side must import the worktree's lvae, not this one."""
     import subprocess
 
-    from lvae import bench_compare
+    from lvae.speed import bench_compare
 
     repo = Path(__file__).resolve().parents[1]
     if subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True).returncode:

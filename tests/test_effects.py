@@ -6,11 +6,11 @@ import random
 import pytest
 from scipy import stats
 
-from lvae.effects import NO_DIFFERENCE, REPRODUCED, REVERSED, known_effect, paired_effect, tally, verdict
+from lvae.experiments.effects import NO_DIFFERENCE, REPRODUCED, REVERSED, known_effect, paired_effect, tally, verdict
 
 
 def synthetic(seeds: int, images: int, mu: float, seed_sd: float, image_sd: float, noise_sd: float, rng: random.Random):
-    """d_si = mu + tau_s + e_i + eps_si: the model lvae.effects assumes."""
+    """d_si = mu + tau_s + e_i + eps_si: the model lvae.experiments.effects assumes."""
     e = [rng.gauss(0, image_sd) for _ in range(images)]
     return [[mu + tau + ei + rng.gauss(0, noise_sd) for ei in e] for tau in (rng.gauss(0, seed_sd) for _ in range(seeds))]
 
@@ -64,6 +64,7 @@ def test_counts_say_what_happened_at_each_depth():
     text = tally({2: REPRODUCED, 3: REPRODUCED, 4: REVERSED, 5: NO_DIFFERENCE}, "ladder", "VAE")
     assert text == "ladder better at 2 of 4 depths, VAE better at 1, no difference at 1"
     assert tally({2: REPRODUCED, 3: "not measured yet (1 of 3 seeds)"}, "ladder", "VAE").endswith("not measured yet at 1")
+    assert tally({2: "not measured yet (1 of 3 seeds)"}, "ladder", "VAE") == "not measured yet (no depth has 3 seeds of both)"
 
 
 def test_bad_input_is_refused():

@@ -6,8 +6,11 @@ import time
 import pytest
 import torch
 
-from lvae import bench, results
-from lvae.bench import count_flops
+from lvae import results
+from lvae.report import docs
+from lvae.speed import tables
+from lvae.speed import bench
+from lvae.speed.bench import count_flops
 from lvae.config import paper_config
 from lvae.model import build_model
 
@@ -19,19 +22,33 @@ def fake_result(name: str, nll: float) -> dict:
             "training": {"epochs": 7, "train_seconds": 600.0}, "hardware": {"cpu": "x86_64", "threads": 2, "torch": "2"}}
 
 
-def test_readme_section_is_rendered_from_the_json_files(tmp_path):
+def test_the_docs_are_rendered_from_the_json_files(tmp_path):
     rdir = tmp_path / "results"
     rdir.mkdir()
     (rdir / "seed-lvae.json").write_text(json.dumps(fake_result("seed-lvae", 85.4321)))
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n{results.START}\nold numbers\n{results.END}\n\n{results.CLAIMS_START}\nold\n{results.CLAIMS_END}\nafter\n")
-    assert results.update_readme(readme, rdir)
-    text = readme.read_text()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text(f"# x\n\n{docs.SUMMARY_START}\nold\n{docs.SUMMARY_END}\nafter\n")
+    (tmp_path / docs.RESULTS_DOC).write_text(f"# r\n\n{docs.START}\nold numbers\n{docs.END}\nafter\n")
+    (tmp_path / docs.CLAIMS_DOC).write_text(f"# c\n\n{docs.CLAIMS_START}\nold\n{docs.CLAIMS_END}\n")
+    assert docs.update(rdir, tmp_path, check=True) == 1  # out of date, and --check says so without writing
+    assert "old numbers" in (tmp_path / docs.RESULTS_DOC).read_text()
+    assert docs.update(rdir, tmp_path) == 0
+    text = (tmp_path / docs.RESULTS_DOC).read_text()
     assert "old numbers" not in text and "**85.43**" in text and "10.0 min" in text and text.endswith("after\n")
     assert "30/64 / 2/32" in text
     assert "x86_64, 2 thread(s), torch 2, no GPU" in text  # the hardware comes from the JSON, not from the code
-    assert "Sweep runs finished: **0 of 60**" in text  # the claims section, from results/paper (empty here)
-    assert not results.update_readme(readme, rdir)  # idempotent
+    assert "Sweep runs finished: **0 of 60**" in (tmp_path / docs.CLAIMS_DOC).read_text()  # from results/paper (empty here)
+    summary = (tmp_path / "README.md").read_text()
+    assert "The ladder beats the VAE (both with BN + WU) at every depth from 2 to 5: **" in summary
+    assert docs.update(rdir, tmp_path, check=True) == 0  # idempotent
+
+
+def test_the_committed_docs_are_up_to_date():
+    from pathlib import Path
+
+    root = Path(docs.__file__).resolve().parents[2]
+    assert docs.update(root / "results", root, check=True) == 0, "run make results-table"
+    assert tables.replace_blocks(root / tables.DOC, {(tables.START, tables.END): tables.render(root / "results")}, check=True) == 0
 
 
 def test_fashion_rows_get_their_own_section_without_digit_judgements(tmp_path):
@@ -40,7 +57,7 @@ def test_fashion_rows_get_their_own_section_without_digit_judgements(tmp_path):
     row = fake_result("fashion-seed-lvae", 240.5)
     del row["class_kl_to_uniform"], row["fid_mnist"]  # evaluate skips them off MNIST
     (rdir / "fashion-seed-lvae.json").write_text(json.dumps(row))
-    text = results.render(rdir)
+    text = docs.render(rdir)
     section = text.split("### Fashion-MNIST", 1)[1]
     assert "`fashion-seed-lvae`" in section and "**240.50**" in section
     assert section.count("n/a (digits only)") == 2 and "nan" not in section
@@ -49,7 +66,7 @@ def test_fashion_rows_get_their_own_section_without_digit_judgements(tmp_path):
 
     row["config_dict"] = {"train": {"epochs": 100}}  # a run stopped early says so
     (rdir / "fashion-seed-lvae.json").write_text(json.dumps(row))
-    assert "| 7 of 100 (**partial**) |" in results.render(rdir)
+    assert "| 7 of 100 (**partial**) |" in docs.render(rdir)
 
 
 def test_bench_table_puts_thread_counts_side_by_side():
@@ -59,15 +76,15 @@ def test_bench_table_puts_thread_counts_side_by_side():
 
     b = {"hardware": {"cpu": "x86_64", "cores": 2}, "faster_threads": {"train-paper": 2, "train-seed": 1},
          "runs": [run(1, 100.0, {"train-paper": 50_000, "train-seed": 30_000}), run(2, 200.0, {"train-paper": 80_000, "train-seed": 20_000})]}
-    table = results.bench_table(b)
+    table = tables.bench_table(b)
     assert "100.0 GFLOP/s with 1 thread(s), 200.0 GFLOP/s with 2 thread(s)" in table
     row = next(line for line in table.splitlines() if line.startswith("| train-paper"))
     assert row == "| train-paper | 50000 images/s | 50 % | 80000 images/s | 40 % | ≥ 60 % | 2 thread(s) |"
     assert "**slower here for train-seed**" in table  # the default (one thread per core) is not the faster one for it
     b["faster_threads"]["train-seed"] = 2
-    assert "the faster column for every workload on this machine" in results.bench_table(b)
+    assert "the faster column for every workload on this machine" in tables.bench_table(b)
     b["runs"] = b["runs"][:1]  # one thread only: the default (2) was not measured, so nothing is said of it
-    assert "one per core (2 here): not measured in this run." in results.bench_table(b)
+    assert "one per core (2 here): not measured in this run." in tables.bench_table(b)
 
 
 def test_saved_weights_round_trip(tmp_path):

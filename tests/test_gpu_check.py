@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from lvae import gpu_check
+from lvae.speed import gpu_check
 
 
 def test_gpu_check_trains_scores_and_reports_on_a_tiny_budget(tiny_data, tmp_path, capsys):

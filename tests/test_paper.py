@@ -1,4 +1,4 @@
-"""`python -m lvae.paper`: the experiment list, the commands it runs, a smoke run end to end,
+"""`python -m lvae.experiments.paper`: the experiment list, the commands it runs, a smoke run end to end,
 the paper's figures and the verdict table drawn from its JSON."""
 
 import json
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lvae import claims, figures, paper, runs
+from lvae.experiments import claims, paper, runs
+from lvae.report import figures
 from lvae.cli import build_parser, config_from_args
 
 
@@ -196,7 +197,7 @@ def test_verdicts_follow_the_numbers(tmp_path):
 
     write_results(tmp_path / "c", {}, seeds=(0,))  # one seed per arm: no verdict for a comparison of trained models
     v = verdicts(tmp_path / "c")
-    assert v[LADDER] == "LVAE + BN + WU better at 0 of 4 depths, VAE + BN + WU better at 0, no difference at 0, not measured yet at 4"
+    assert v[LADDER] == "not measured yet (no depth has 3 seeds of both)"
     assert v[DEPTH] == "not measured yet (1 of 3 seeds)"
 
     write_results(tmp_path / "d", {1: +1.0})  # the one-layer ladder is worse: it gains 8 nats from depth, the VAE 4
@@ -259,7 +260,7 @@ def test_paper_best_is_the_paper_ladder_with_the_kept_ablation_arms():
 
 
 def test_paper_best_runner_records_one_command_and_its_wall_clock(tiny_data, tmp_path):
-    from lvae import paper_best
+    from lvae.experiments import paper_best
 
     out = tmp_path / "res" / "pb.json"
     assert paper_best.main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--iw-samples", "2", "--threads", "1", "--data-root", str(tiny_data),

@@ -9,7 +9,7 @@ from lvae import runs as lvae_runs  # noqa: E402  (the module; `runs` below is a
 from lvae.config import BetaSchedule, ConfigError  # noqa: E402
 from lvae.schedules import beta_curve  # noqa: E402
 from lvae.training import normalised_config  # noqa: E402
-from lvae.widgets import WarmupExplorer, draw, warmup_view  # noqa: E402
+from lvae.report.widgets import WarmupExplorer, draw, warmup_view  # noqa: E402
 
 IPE, EPOCHS = 4, 6
 
@@ -135,7 +135,7 @@ def test_the_layer_explorer_keeps_the_layers_above_and_resamples_the_rest():
     import torch
 
     from lvae.model import LadderVAE
-    from lvae.widgets import LayerExplorer
+    from lvae.report.widgets import LayerExplorer
     from conftest import dense_config
 
     torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """Ablations on the `paper` LVAE at an equal budget: each change against the same baseline, two seeds.
 
-    .venv/bin/python scripts/paper_ablations.py [--epochs 12] [--seeds 2] [--iw-samples 100] [--limit 2000] [--only NAME ...]
+    .venv/bin/python lvae/experiments/ablations.py [--epochs 12] [--seeds 2] [--iw-samples 100] [--limit 2000] [--only NAME ...]
 
 Every arm trains for `--epochs` epochs (at least twice the longest warm-up of any arm, so
 each warm-up has finished and had as long again to settle: the script refuses a shorter

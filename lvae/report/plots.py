@@ -3,7 +3,7 @@
 Each function takes plain data (tensors, arrays, lists, run summaries) and returns a
 matplotlib Figure; it never trains, loads or saves anything, so a figure can be
 redrawn from cached numbers in milliseconds and tested on made-up data. Saving, dpi
-and backend are the caller's job (`lvae.figures`). Distributions are drawn with seaborn.
+and backend are the caller's job (`lvae.report.figures`). Distributions are drawn with seaborn.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from lvae.latents import merge_gaussians
 from lvae.schedules import beta_curve
 
 if TYPE_CHECKING:
-    from lvae.runs import RunSummary
+    from lvae.experiments.runs import RunSummary
 
 # One colour per model, per schedule, per layer, everywhere.
 MODEL_COLORS = {"LVAE": "#1f77b4", "VAE": "#d62728", "top-latent VAE": "#d62728"}

@@ -1,7 +1,7 @@
 """Measure the training speed options on this machine: images/s, each against fp32 eager.
 
-    python -m lvae.speed_options                    # seed and paper configs, CPU
-    python -m lvae.speed_options --config paper --device cuda --batch-size 256
+    python -m lvae.speed.speed_options                    # seed and paper configs, CPU
+    python -m lvae.speed.speed_options --config paper --device cuda --batch-size 256
 
 Every option trains its own copy of the model with the real `Trainer.step` (forward,
 float32 loss, backward, clipping, Adam) on the same synthetic batch. The options are
@@ -74,7 +74,7 @@ def format_table(config: str, device: str, batch_size: int, rows: list[dict]) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m lvae.speed_options", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m lvae.speed.speed_options", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", action="append", choices=("seed", "paper"), help="repeatable (default: seed and paper)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, help="default: the config's")

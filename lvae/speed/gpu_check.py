@@ -1,6 +1,6 @@
 """`make gpu-check`: the `paper-best` ladder trained and scored on one GPU, in one short command.
 
-    python -m lvae.gpu_check [--device cuda] [--config paper-best] [--epochs N] [--iw-samples 5000]
+    python -m lvae.speed.gpu_check [--device cuda] [--config paper-best] [--epochs N] [--iw-samples 5000]
                              [--out results/gpu-check.json] [--test-limit N] [-- TRAIN FLAGS ...]
 
 It trains `python -m lvae train --config paper-best` (or `--config`; plus any TRAIN FLAGS
@@ -28,7 +28,7 @@ import torch
 from lvae.config import NAMED_CONFIGS, ConfigError
 from lvae.data import DataError, default_root, load_split
 from lvae.evaluation import hardware, iw_log_likelihood
-from lvae.speed_options import synchronize
+from lvae.speed.speed_options import synchronize
 from lvae.training import Trainer, evaluation_inputs, read_jsonl
 
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     train_flags = argv[argv.index("--") + 1 :] if "--" in argv else []
     own = argv[: argv.index("--")] if "--" in argv else argv
-    ap = argparse.ArgumentParser(prog="python -m lvae.gpu_check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m lvae.speed.gpu_check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--config", default="paper-best", choices=sorted(NAMED_CONFIGS), help="named configuration (default paper-best)")
     ap.add_argument("--epochs", type=int, help="default: the config's (paper-best: 160)")

@@ -1,6 +1,6 @@
-"""`python -m lvae.figures`: every PNG in figures/, drawn from the runs `lvae.runs` provides.
+"""`python -m lvae.report.figures`: every PNG in figures/, drawn from the runs `lvae.experiments.runs` provides.
 
-This module decides what each figure shows and draws it with `lvae.plots`; `lvae.runs`
+This module decides what each figure shows and draws it with `lvae.report.plots`; `lvae.experiments.runs`
 finds, trains and digests the runs behind it (see there for where the numbers come from).
 The notebooks use the same functions, so a notebook cell and its PNG are the same picture.
 """
@@ -20,11 +20,11 @@ import torch
 from matplotlib.figure import Figure
 
 from lvae import checkpoint as ckpt
-from lvae import plots
+from lvae.report import plots
 from lvae.config import ConfigError
 from lvae.data import DataError
 from lvae.model import HierarchicalModel, LadderVAE
-from lvae.runs import HEADLINE, ROOT, SEED, Results, RunSummary, duration
+from lvae.experiments.runs import HEADLINE, ROOT, SEED, Results, RunSummary, duration
 from lvae.schedules import beta_curve
 
 DPI = 150
@@ -252,7 +252,7 @@ class SkipFigure(Exception):
 
 
 def _paper_pair(r: Results) -> tuple[dict[str, dict[str, Any]], str]:
-    from lvae import paper
+    from lvae.experiments import paper
 
     pair, what = paper.comparison_pair(paper.load_results(r.results_dir / "paper"))
     if not pair:
@@ -261,7 +261,7 @@ def _paper_pair(r: Results) -> tuple[dict[str, dict[str, Any]], str]:
 
 
 def fig_paper_depth(r: Results) -> Figure:
-    from lvae import paper
+    from lvae.experiments import paper
 
     points = paper.depth_points(paper.load_results(r.results_dir / "paper"))
     if not points:
@@ -274,7 +274,7 @@ def fig_paper_depth(r: Results) -> Figure:
 
 
 def fig_paper_budget(r: Results) -> Figure:
-    from lvae import claims, paper
+    from lvae.experiments import claims, paper
 
     effects = claims.budget_effects(paper.load_results(r.results_dir / "paper"))
     if not effects:
@@ -410,7 +410,7 @@ def build_figures(names: list[str] | None = None, out_dir: Path = FIGURES_DIR, r
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lvae.figures", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m lvae.report.figures", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", help="figures to draw (default: all); see --list")
     p.add_argument("--out", type=Path, default=FIGURES_DIR, help="folder for the PNGs (default figures/)")
     p.add_argument("--list", action="store_true", help="list the figures and what each shows")

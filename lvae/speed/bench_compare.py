@@ -1,12 +1,12 @@
 """What a speed change bought: this tree against a git revision, workload by workload, in one run.
 
-    python -m lvae.bench_compare REV [--rounds 2] [--steps 20] [--threads 1 2] [--workloads NAME ...]
+    python -m lvae.speed.bench_compare REV [--rounds 2] [--steps 20] [--threads 1 2] [--workloads NAME ...]
                                      [--save results/bench-compare.json]
 
 REV (e.g. the commit before the change) is checked out into a temporary git worktree.
-Every `make bench` workload (`python -m lvae.bench --one NAME`) and one whole training
+Every `make bench` workload (`python -m lvae.speed.bench --one NAME`) and one whole training
 command (`python -m lvae train --config paper`, read from its epochs.jsonl as
-`lvae.bench_parallel` does) is run from both trees in turn, before then after, for
+`lvae.speed.bench_parallel` does) is run from both trees in turn, before then after, for
 `--rounds` rounds, and each side keeps its best round: a neighbour that woke up during
 one round slows one pair, not the verdict. `python -m` puts the working directory first on
 the import path, so each tree runs its own `lvae`. Run it on an idle machine.
@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from lvae.bench import WORKLOADS, run_in_own_process
-from lvae.bench_parallel import run_layout
+from lvae.speed.bench import WORKLOADS, run_in_own_process
+from lvae.speed.bench_parallel import run_layout
 
 TRAIN_COMMAND = "train-paper-command"  # the whole `python -m lvae train --config paper` command, at all threads
 
@@ -74,7 +74,7 @@ def table(b: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lvae.bench_compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m lvae.speed.bench_compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("rev", help="the git revision to compare against (before the change)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20)

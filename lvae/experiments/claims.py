@@ -3,11 +3,11 @@ measurement and a verdict.
 
 Every number comes from a results JSON (`results/paper/*.json` from `make paper`,
 `results/seed-*.json` from `python -m lvae.results save`). Every verdict, numeric targets
-included, comes from one rule (`lvae.effects.verdict`): reproduced when the 95 % interval lies
+included, comes from one rule (`lvae.experiments.effects.verdict`): reproduced when the 95 % interval lies
 wholly on the claimed side, reversed when it lies wholly on the other, else no significant
 difference. Comparisons between trained models pair the runs image by image, seed by seed, and
-their interval includes the spread across training seeds (`lvae.effects.paired_effect`); they
-give no verdict below three seeds per arm. `python -m lvae.results table` renders the table.
+their interval includes the spread across training seeds (`lvae.experiments.effects.paired_effect`); they
+give no verdict below three seeds per arm. `python -m lvae.report.docs` (`make results-table`) renders the table.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from lvae import paper
-from lvae.effects import MIN_SEEDS, REPRODUCED, Effect, known_effect, paired_effect, seed_effect, tally, verdict
+from lvae.experiments import paper
+from lvae.experiments.effects import MIN_SEEDS, REPRODUCED, Effect, known_effect, paired_effect, seed_effect, tally, verdict
 
 # Sønderby et al. (2016), MNIST, 5 stochastic layers, 5000 importance samples (their table 1).
 PAPER_LVAE_NLL = 82.12

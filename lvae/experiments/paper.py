@@ -1,4 +1,4 @@
-"""`python -m lvae.paper` (`make paper`): the paper's MNIST experiments from one command.
+"""`python -m lvae.experiments.paper` (`make paper`): the paper's MNIST experiments from one command.
 
 Sønderby et al. (2016), MNIST: test log-likelihood against the number of stochastic
 layers for four models with the same stochastic layers, and a long-trained 5-layer pair.
@@ -332,7 +332,7 @@ def arms(results: dict[str, dict[str, Any]]) -> dict[Arm, dict[int, dict[str, An
 def depth_points(results: dict[str, dict[str, Any]]) -> dict[str, dict[int, tuple[float, float, int]]]:
     """{variant label: {depth: (mean NLL over seeds, 95 % half-width over seeds, seeds)}} of the depth
     sweep, in the paper's variant order; one seed gives its test-image interval only."""
-    from lvae.effects import known_effect, seed_effect
+    from lvae.experiments.effects import known_effect, seed_effect
 
     points: dict[str, dict[int, tuple[float, float, int]]] = {}
     for (group, variant, depth), runs in sorted(arms(results).items()):
@@ -359,7 +359,7 @@ def comparison_pair(results: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lvae.paper", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m lvae.experiments.paper", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="runs in parallel (one thread each by default)")
     p.add_argument("--only", nargs="*", help="experiment names to run (default: all); --list shows them")
     p.add_argument("--list", action="store_true", help="list the experiments and whether each is done")
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = [e for e in experiments(shrink(SWEEP), shrink(LONG)) if (not a.only or e.name in a.only) and e.group in a.groups]
     if a.only and len(todo) != len(a.only):
         unknown = sorted(set(a.only) - {e.name for e in todo})
-        print(f"error: unknown experiment(s) {unknown}; see python -m lvae.paper --list", file=sys.stderr)
+        print(f"error: unknown experiment(s) {unknown}; see python -m lvae.experiments.paper --list", file=sys.stderr)
         return 2
     pending = [e for e in todo if not (a.results / f"{e.name}.json").exists()]
     if a.list:

@@ -1,7 +1,7 @@
 """The seed's "mode collapse", measured: train variants of the `seed` config and judge
 their prior samples (class histogram, KL to uniform, FID_MNIST) and likelihoods.
 
-    .venv/bin/python scripts/seed_study.py [--only NAME ...] [--iw-samples 100] [--limit 1000]
+    .venv/bin/python lvae/experiments/seed_study.py [--only NAME ...] [--iw-samples 100] [--limit 1000]
 
 Every variant trains for the seed's budget (3 epochs) into runs/seed-study/<name>; rows are
 appended to results/seed-study.json (a variant already there is skipped unless --redo), so the

@@ -24,9 +24,9 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from lvae import plots
+from lvae.report import plots
 from lvae.config import BetaSchedule, ConfigError
-from lvae.runs import RunSummary, warmup_schedule
+from lvae.experiments.runs import RunSummary, warmup_schedule
 from lvae.schedules import beta_curve
 
 KINDS = {"per iteration": "linear_iter", "per epoch": "linear_epoch"}
@@ -56,7 +56,7 @@ def warmup_view(start: float, end: float, length: int, per: str, runs: Mapping[s
     work raises ConfigError with what to change.
     """
     if not runs:
-        raise ConfigError("no runs to compare with: train the warm-up study first (python -m lvae.figures warmup_effect.png)")
+        raise ConfigError("no runs to compare with: train the warm-up study first (python -m lvae.report.figures warmup_effect.png)")
     if per not in KINDS:
         raise ConfigError(f"unknown warm-up granularity {per!r}; choose one of {list(KINDS)}")
     first = next(iter(runs.values()))
@@ -205,7 +205,7 @@ class LayerExplorer(FigureWidget):
     def __init__(self, model, x, n: int = 10):
         import ipywidgets as w
 
-        from lvae.figures import layer_resamples
+        from lvae.report.figures import layer_resamples
 
         self.rows = lambda seed: layer_resamples(model, x, n, seed)
         self.labels = list(self.rows(0))  # top first

@@ -113,6 +113,8 @@ def verdict(effect: Effect, claimed_sign: int = -1, min_seeds: int = 1) -> str:
 def tally(verdicts: dict[int, str], better: str, worse: str) -> str:
     """'ladder better at 2 of 4 depths, VAE better at 1, no difference at 1' from {depth: verdict}."""
     n = len(verdicts)
+    if not any(v in (REPRODUCED, REVERSED, NO_DIFFERENCE) for v in verdicts.values()):
+        return f"not measured yet (no depth has {MIN_SEEDS} seeds of both)"
     counts = {v: sum(1 for x in verdicts.values() if x == v) for v in (REPRODUCED, REVERSED, NO_DIFFERENCE)}
     pending = n - sum(counts.values())
     text = (f"{better} better at {counts[REPRODUCED]} of {n} depths, {worse} better at {counts[REVERSED]}, "

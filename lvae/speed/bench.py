@@ -1,6 +1,6 @@
 """`make bench`: how fast training and evaluation run, as a fraction of this machine's peak.
 
-    python -m lvae.bench [--json] [--save results/bench.json] [--steps N] [--threads 1 2]
+    python -m lvae.speed.bench [--json] [--save results/bench.json] [--steps N] [--threads 1 2]
 
 Every workload is measured once per thread count (default: 1 and every core), side by
 side, against the peak measured in the same run with the same thread count: the best of
@@ -119,13 +119,19 @@ def run_one(name: str, steps: int) -> dict[str, Any]:
     return row
 
 
+def bench_module(tree: Path | None) -> str:
+    """This module's name in `tree`: revisions from before the speed tools had a folder of their own kept it at lvae.bench."""
+    return "lvae.bench" if tree is not None and (Path(tree) / "lvae" / "bench.py").is_file() else "lvae.speed.bench"
+
+
 def run_in_own_process(name: str, steps: int, threads: int, tree: Path | None = None) -> dict[str, Any]:
-    """One workload's row, measured by `python -m lvae.bench --one NAME` in a fresh process (its own peak
+    """One workload's row, measured by `python -m lvae.speed.bench --one NAME` in a fresh process (its own peak
     memory); `tree`: the source tree whose `lvae` runs (`python -m` imports from the working directory first)."""
-    proc = subprocess.run([sys.executable, "-m", "lvae.bench", "--one", name, "--steps", str(steps), "--threads", str(threads)],
+    module = bench_module(tree)
+    proc = subprocess.run([sys.executable, "-m", module, "--one", name, "--steps", str(steps), "--threads", str(threads)],
                           cwd=tree, capture_output=True, text=True)
     if proc.returncode:
-        raise SystemExit(f"error: `python -m lvae.bench --one {name}` failed in {tree or Path.cwd()}:\n{proc.stderr[-2000:]}")
+        raise SystemExit(f"error: `python -m {module} --one {name}` failed in {tree or Path.cwd()}:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout)
 
 
@@ -151,8 +157,55 @@ def bench(steps: int, threads: list[int]) -> dict[str, Any]:
     return {"hardware": hardware(), "runs": runs, "faster_threads": faster}
 
 
+def bench_table(b: dict[str, Any]) -> str:
+    """`make bench` as a table: each thread count's throughput and its fraction of the peak it measured."""
+    if "runs" not in b:  # a bench from before thread counts were compared
+        return single_bench_table(b)
+    runs = b["runs"]
+    peaks = ", ".join(f"{r['peak_gflops']:.1f} GFLOP/s with {r['threads']} thread(s)" for r in runs)
+    head = "| workload | " + " | ".join(f"{r['threads']} thread(s) | of peak" for r in runs) + " | goal | faster |"
+    lines = [f"Measured fp32 matmul peak ({b['hardware']['cpu']}): **{peaks}**. Each workload runs in its own process, "
+             "once per thread count; its fraction is of the peak with the same threads.", "", head,
+             "|---|" + "---|---|" * len(runs) + "---|---|"]
+    for i, row in enumerate(runs[0]["rows"]):
+        cells = []
+        for r in runs:
+            x = r["rows"][i]
+            rate, unit = _throughput(x)
+            cells.append(f"{rate:.0f} {unit} | {100 * x['ratio']:.0f} %")
+        goal = f"≥ {100 * row['goal']:.0f} %" if row.get("goal") else ""
+        lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {goal} | {b['faster_threads'][row['name']]} thread(s) |")
+    cores = b["hardware"]["cores"]
+    slower = sorted(name for name, n in b["faster_threads"].items() if n != cores)
+    lines += ["", f"Every command uses torch's default thread count, one per core ({cores} here): "
+              + ("not measured in this run." if cores not in [r["threads"] for r in runs] else
+                 "the faster column for every workload on this machine." if not slower else
+                 f"**slower here for {', '.join(slower)}**; set `OMP_NUM_THREADS` to the faster count for those.")]
+    return "\n".join(lines)
+
+
+def single_bench_table(b: dict[str, Any]) -> str:
+    lines = [f"Measured fp32 matmul peak: **{b['peak_gflops']:.1f} GFLOP/s** ({b['hardware']['threads']} threads, {b['hardware']['cpu']}).",
+             "", "| workload | throughput | time | GFLOP/s | of peak | goal | peak memory |", "|---|---|---|---|---|---|---|"]
+    for r in b["rows"]:
+        goal = f"≥ {100 * r['goal']:.0f} %" if r.get("goal") else ""
+        rate, unit = _throughput(r)
+        lines.append(f"| {r['name']} | {rate:.0f} {unit} | {r['time_s']:.2f} s {r['time_what']} | {r['gflops']:.1f} "
+                     f"| {100 * r['ratio']:.0f} % | {goal} | {r['peak_mb']:.0f} MB |")
+    return "\n".join(lines)
+
+
+def _throughput(row: dict[str, Any]) -> tuple[float, str]:
+    """A bench row's rate and its unit (rows written before `unit` existed held IW rates as samples_per_s)."""
+    if "unit" in row:
+        return row["throughput"], row["unit"]
+    if "samples_per_s" in row:
+        return row["samples_per_s"], "importance samples/s"
+    return row["images_per_s"], "images/s"
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lvae.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m lvae.speed.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--save", help="also write the JSON to this file (e.g. results/bench.json)")
     ap.add_argument("--steps", type=int, default=20)
@@ -171,7 +224,6 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(result))
     else:
-        from lvae.results import bench_table
 
         print(bench_table(result))
         for r in result["runs"]:

@@ -1,5 +1,5 @@
 """Which runs the figures and notebooks need, and how they are made: the orchestration half of
-`make figures` (lvae.figures draws; this module trains, resumes and digests).
+`make figures` (lvae.report.figures draws; this module trains, resumes and digests).
 
 Where the numbers come from, cheapest first:
   results/summaries/<run>.json   committed digests of a run (training curves, test terms per epoch,
@@ -36,7 +36,7 @@ from lvae.model import HierarchicalModel, build_model
 from lvae.training import Trainer, evaluation_inputs, make_optimizer, normalised_config, read_jsonl
 
 # The repository (lvae is installed editable); notebooks run from notebooks/, so paths are anchored here.
-ROOT = Path(__file__).resolve().parents[1] if (Path(__file__).resolve().parents[1] / "pyproject.toml").is_file() else Path.cwd()
+ROOT = Path(__file__).resolve().parents[2] if (Path(__file__).resolve().parents[2] / "pyproject.toml").is_file() else Path.cwd()
 RESULTS_DIR = ROOT / "results"
 SEED = 0
 SUMMARIES = "summaries"
@@ -224,6 +224,15 @@ def ensure_run(cfg: RunConfig, run_dir: Path, data: "Data", progress: bool = Tru
         return _train(cfg, run_dir, data, progress, resume)
 
 
+def shown(path: Path) -> Path:
+    """`path` as printed: relative to the repository where it lies inside it, so a notebook's output
+    names no folder of the machine that ran it."""
+    try:
+        return Path(path).resolve().relative_to(ROOT)
+    except ValueError:
+        return Path(path)
+
+
 def _train(cfg: RunConfig, run_dir: Path, data: "Data", progress: bool, resume: bool) -> Path:
     ipe = iterations_per_epoch(cfg, len(data.train))
     if ipe * cfg.train.epochs > SHORT_RUN:
@@ -231,13 +240,13 @@ def _train(cfg: RunConfig, run_dir: Path, data: "Data", progress: bool, resume: 
     else:
         estimate = "a short run, not timed first"
     what = "resuming" if resume else "training"
-    print(f"{what} {run_dir}: {cfg.train.epochs} epochs x {ipe} iterations, {estimate}", flush=True)
+    print(f"{what} {shown(run_dir)}: {cfg.train.epochs} epochs x {ipe} iterations, {estimate}", flush=True)
     t0 = time.perf_counter()
     trainer = Trainer(cfg, run_dir, data.train, data.trainer_test, progress=progress)
     if resume:
         trainer.resume()
     trainer.fit()
-    print(f"trained {run_dir} in {duration(time.perf_counter() - t0)}", flush=True)
+    print(f"trained {shown(run_dir)} in {duration(time.perf_counter() - t0)}", flush=True)
     return run_dir
 
 

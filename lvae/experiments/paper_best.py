@@ -1,6 +1,6 @@
 """`make paper-best`: the `paper-best` recipe trained by one uninterrupted command, scored with K = 5000.
 
-    python -m lvae.paper_best [--runs runs] [--out results/paper-best.json] [--iw-samples 5000] [--threads N]
+    python -m lvae.experiments.paper_best [--runs runs] [--out results/paper-best.json] [--iw-samples 5000] [--threads N]
                               [--data-root DIR] [--test-limit N] [-- TRAIN FLAGS ...]
 
 It runs `python -m lvae train --config paper-best --out RUNS/paper-best --overwrite` once,
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from lvae.paper import command, run_logged
+from lvae.experiments.paper import command, run_logged
 from lvae.results import save_result, trained_epochs
 
 NAME = "paper-best"
@@ -30,7 +30,7 @@ BUDGET_MINUTES = 60.0  # issue 10: at most 60 minutes of training on the 2-core 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    ap = argparse.ArgumentParser(prog="python -m lvae.paper_best", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m lvae.experiments.paper_best", description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--out", type=Path, default=Path("results") / f"{NAME}.json")
     ap.add_argument("--iw-samples", type=int, default=5000)

@@ -1,6 +1,6 @@
 """How to spend this machine's cores on training: threads in one process, or processes under torchrun.
 
-    python -m lvae.bench_parallel [--config paper] [--epochs 2] [--limit 30000] [--save results/bench-parallel.json]
+    python -m lvae.speed.bench_parallel [--config paper] [--epochs 2] [--limit 30000] [--save results/bench-parallel.json]
 
 Each layout runs the same whole `python -m lvae train` command (the data, the sampler,
 the per-step logging, DDP's gradient all-reduce where there is one) on the first `--limit`
@@ -76,7 +76,7 @@ def bench(config: str, epochs: int, limit: int, rounds: int, data_root: Path | N
 
 
 def table(b: dict[str, Any]) -> str:
-    lines = [f"`python -m lvae.bench_parallel`: the `{b['config']}` config trained by whole `train` commands on "
+    lines = [f"`python -m lvae.speed.bench_parallel`: the `{b['config']}` config trained by whole `train` commands on "
              f"{b['limit']} images, {b['epochs'] - 1} timed epoch(s), best of {b['rounds']} rounds ({b['hardware']['cpu']}, "
              f"{b['hardware']['cores']} cores). Fastest: **{b['fastest']}**.", "",
              "| layout | processes × threads | images/s | against 1 thread |", "|---|---|---|---|"]
@@ -86,7 +86,7 @@ def table(b: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lvae.bench_parallel", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m lvae.speed.bench_parallel", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="paper", choices=("paper", "seed"))
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--limit", type=int, default=30000)

@@ -1,0 +1,1 @@
+"""Figures, widgets and the rendered docs: read results (and the experiments' readers), never train."""

@@ -1,0 +1,1 @@
+"""Speed tools: benchmarks as fractions of the machine's measured peak, before/after comparisons, the GPU check."""

@@ -1,0 +1,31 @@
+"""Blocks of generated text inside hand-written files, between a start and an end marker."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+
+def replaced(text: str, blocks: dict[tuple[str, str], str], where: Path) -> str:
+    for (start, end), body in blocks.items():
+        if start not in text or end not in text:
+            raise SystemExit(f"error: {where} has no {start} ... {end} block")
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{body}\n{end}", text, flags=re.S)
+    return text
+
+
+def replace_blocks(path: Path, blocks: dict[tuple[str, str], str], check: bool = False) -> int:
+    """Write `blocks` into `path` (or, with `check`, say whether they are already there). 0: up to date or now
+    written; 1: out of date (check only)."""
+    text = Path(path).read_text()
+    new = replaced(text, blocks, path)
+    if new == text:
+        print(f"{path} already up to date")
+        return 0
+    if check:
+        print(f"{path} is out of date: run make results-table", file=sys.stderr)
+        return 1
+    Path(path).write_text(new)
+    print(f"{path} updated")
+    return 0
