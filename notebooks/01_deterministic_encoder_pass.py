@@ -17,8 +17,10 @@
 # with the decoder's opinion on the way down (notebook 02).
 #
 # The model is the `seed` configuration: a conv rung whose latent keeps a 7×7 spatial
-# shape with 8 channels, and a dense rung with a 16-unit top latent. Its weights come
-# from `runs/seed-lvae/` (trained on first use, about half a minute on 2 CPU cores).
+# shape with 8 channels, and a dense rung with a 16-unit top latent. At full size its
+# weights load from the committed `results/seed-lvae.pt` (`python -m lvae.results save`
+# wrote them); with `LVAE_FAST=1`, or where that file is missing, a small run is trained
+# into `runs/` on first use and reused after.
 
 # %%
 # %matplotlib inline

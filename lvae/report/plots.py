@@ -198,20 +198,20 @@ def merge_weights(logvar_q: Any, logvar_p: Any) -> Figure:
         ax.plot([lo, hi], [lo + off, hi + off], color="k", lw=0.9, ls=ls)
         x0 = float(np.clip(lo + 0.15 * (hi - lo) - min(off, 0.0), lo, hi))
         ax.annotate(f"w = {wt}", (x0, x0 + off), fontsize=7, ha="left", va="bottom", rotation=45, rotation_mode="anchor")
-    ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal", xlabel="encoder log σ̂²", ylabel="decoder prior log σ_p²")
+    ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal", xlabel=r"encoder $\log \hat\sigma^2$", ylabel=r"decoder prior $\log \sigma_p^2$")
     fig.colorbar(sc, ax=ax, label="weight of q̂ in the merged mean")
     ax2 = axes[0, 1]
     grid = torch.linspace(min(-6.0, float(gap.min()) - 0.5), max(6.0, float(gap.max()) + 0.5), 400)
     curve, _ = merge_gaussians(torch.ones_like(grid), torch.zeros_like(grid), torch.zeros_like(grid), grid)
     ax2.plot(grid.numpy(), curve.numpy(), color="k", lw=1.4, label="weight of q̂ = sigmoid(gap)")
-    ax2.set(xlabel="log σ_p² − log σ̂²  (decoder less sure → right)", ylabel="weight of q̂", ylim=(-0.02, 1.02))
+    ax2.set(xlabel=r"$\log \sigma_p^2 - \log \hat\sigma^2$  (decoder less sure → right)", ylabel=r"weight of $\hat q$", ylim=(-0.02, 1.02))
     twin = ax2.twinx()
     sns.histplot(gap, bins=50, ax=twin, color="#1f77b4", alpha=0.35, stat="probability", label="units of the batch")
     twin.set_ylabel("fraction of units")
     twin.grid(False)
     h1, l1 = ax2.get_legend_handles_labels()
     h2, l2 = twin.get_legend_handles_labels()
-    ax2.legend(h1 + h2, l1 + l2, loc="upper left")
+    fig.legend(h1 + h2, l1 + l2, loc="outside lower center", ncol=2, frameon=False)  # below the axes: it covers no unit
     return fig
 
 
@@ -382,16 +382,19 @@ def budget_curve(epochs: Sequence[int], nll: Sequence[tuple[float, float, float]
 
 def elbo_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], title: str) -> Figure:
     """Train and test ELBO per epoch, one colour per model (`curves[model] = {"train": [...], "test": [...]}`)."""
-    fig, axes = _figure(1, 1, (5.6, 3.8))
+    fig, axes = _figure(1, 1, (8.0, 4.0))
     ax = axes[0, 0]
+    shown = []
     for i, (label, c) in enumerate(curves.items()):
         color = PAPER_COLORS.get(label, f"C{i}")
         ax.plot(np.arange(1, len(c["train"]) + 1), c["train"], color=color, lw=1.2, ls="--", label=f"{label}, train")
         ax.plot(np.arange(1, len(c["test"]) + 1), c["test"], color=color, lw=1.6, label=f"{label}, test")
-    lows = [min(c["test"][len(c["test"]) // 5 :]) for c in curves.values()]
-    ax.set_ylim(min(lows) - 5, None)
-    ax.set(xlabel="epoch", ylabel="ELBO (nats)", title=title)
-    ax.legend()
+        shown += list(c["train"][len(c["train"]) // 10 :]) + list(c["test"][len(c["test"]) // 10 :])
+    lo, hi = min(shown), max(shown)  # the first tenth of training (the warm-up's start) lies far below: left out of the range
+    ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+    ax.set(xlabel="epoch", ylabel="ELBO (nats; higher is better)")
+    ax.set_title(title, wrap=True)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
 
@@ -489,7 +492,7 @@ def class_histogram(histograms: Mapping[str, Sequence[float]], samples: Mapping[
 
     n_classes = len(next(iter(histograms.values())))
     df = pd.DataFrame([(name, c, float(f)) for name, h in histograms.items() for c, f in enumerate(h)], columns=["model", "digit", "fraction"])
-    fig, axes = _figure(1, 1, (7.0, 3.2))
+    fig, axes = _figure(1, 1, (8.5, 3.4))
     ax = axes[0, 0]
     palette = {name: model_color(name, i) for i, name in enumerate(histograms)}
     sns.barplot(data=df, x="digit", y="fraction", hue="model", palette=palette, ax=ax)
@@ -498,7 +501,7 @@ def class_histogram(histograms: Mapping[str, Sequence[float]], samples: Mapping[
     ax.axhline(1 / n_classes, color="gray", lw=0.8, ls=":")
     counts = f" ({', '.join(f'{k}: {v}' for k, v in samples.items())} samples)" if samples else ""
     ax.set(title=f"Classes of samples from the prior{counts}", ylabel="fraction of samples")
-    ax.legend(ncol=3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside the bars, not over them
     return fig
 
 
@@ -507,7 +510,7 @@ def likelihood_curves(summaries: Mapping[str, "RunSummary"], iw: Mapping[str, fl
     (dots; paper KL, β = 1), with final importance-weighted estimates (stars) where given."""
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = _figure(1, 1, (6.0, 3.6))
+    fig, axes = _figure(1, 1, (8.5, 3.8))
     ax = axes[0, 0]
     lows = []
     for i, (name, s) in enumerate(summaries.items()):
@@ -518,8 +521,9 @@ def likelihood_curves(summaries: Mapping[str, "RunSummary"], iw: Mapping[str, fl
         test = [r["elbo"] for r in s.epochs]
         ax.plot(ep, test, marker="o", ms=5, color=color, lw=1.6, label=f"{name} ELBO, test set")
         lows.append(min(test))
-        if iw and name in iw:
-            ax.scatter([ep[-1]], [iw[name]], marker="*", s=140, color=color, zorder=3, edgecolor="k", lw=0.5, label=f"{name} {iw_label}")
+        if iw and name in iw:  # each model's star a little to the side of the last epoch, so one never hides another
+            x = ep[-1] + 0.15 * (i - (len(summaries) - 1) / 2)
+            ax.scatter([x], [iw[name]], marker="*", s=140, color=color, zorder=3, edgecolor="k", lw=0.5, label=f"{name} {iw_label}")
     top = max(max(r["elbo"] for r in s.epochs) for s in summaries.values())
     if iw:
         top = max(top, *iw.values())
@@ -527,5 +531,5 @@ def likelihood_curves(summaries: Mapping[str, "RunSummary"], iw: Mapping[str, fl
     ax.set_ylim(min(lows) - 1.5 * span, top + 0.3 * span)  # the first iterations' bound is far lower: keep the epochs in view
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel="nats / image (higher is better)", title="Log-likelihood bound over training")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
