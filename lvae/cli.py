@@ -1,4 +1,4 @@
-"""`python -m lvae {train,sample,data}`: thin argument parsing over the package.
+"""`python -m lvae {train,sample,data,classifier,evaluate}`: thin argument parsing over the package.
 
 Every error a user can cause ends in one line on stderr that says what to fix.
 """
@@ -173,8 +173,11 @@ def write_samples(model: torch.nn.Module, n: int, out: Path, temperature: float 
 
 
 def cmd_sample(a: argparse.Namespace) -> None:
-    cfg, model = ckpt.load_run(a.run_dir)
-    write_samples(model, a.n, a.out or a.run_dir / "samples.png", a.temperature, a.seed)
+    from lvae.weights import load_trained
+
+    cfg, model = load_trained(a.run_dir)
+    default = a.run_dir.with_name(f"{a.run_dir.stem}-samples.png") if a.run_dir.is_file() else a.run_dir / "samples.png"
+    write_samples(model, a.n, a.out or default, a.temperature, a.seed)
 
 
 def cmd_data(a: argparse.Namespace) -> None:
@@ -215,11 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_args(sub.add_parser("train", help="train a model into a run folder"))
     s = sub.add_parser("sample", help="draw samples from a trained run")
-    s.add_argument("run_dir", type=Path)
+    s.add_argument("run_dir", type=Path, help="a run folder, or a weights file (results/NAME.pt)")
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--temperature", type=float, default=1.0)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", type=Path)
+    s.add_argument("--out", type=Path, help="PNG (default RUN_DIR/samples.png, or NAME-samples.png beside a weights file)")
     d = sub.add_parser("data", help="fetch a dataset into the cache")
     d.add_argument("--dataset", choices=DATASETS, default="mnist")
     d.add_argument("--root", type=Path)
@@ -231,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", type=Path, help="weights file (default: the package's lvae/assets/mnist_classifier.pt)")
     c.add_argument("--no-progress", action="store_true")
     e = sub.add_parser("evaluate", help="ELBO, importance-weighted NLL, KL and active units per layer, sample quality")
-    e.add_argument("run_dir", type=Path)
+    e.add_argument("run_dir", type=Path, help="a run folder, or a weights file (results/NAME.pt)")
     e.add_argument("--iw-samples", type=int, default=1000, metavar="K", help="importance samples per image (default 1000)")
     e.add_argument("--split", choices=("test", "train"), default="test")
     e.add_argument("--chunk", type=int, help="rows (images x samples) per top-down pass: bounds memory (default: ~4 MB activations)")

@@ -24,7 +24,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lvae import checkpoint as ckpt
 from lvae.classifier import class_histogram, features, kl_to_uniform, load_classifier, predict
 from lvae.data import load_split
 from lvae.fid import frechet_distance
@@ -32,6 +31,7 @@ from lvae.losses import log_weights
 from lvae.model import HierarchicalModel
 from lvae.progress import progress_bar
 from lvae.training import evaluation_inputs, split_elbo
+from lvae.weights import load_trained
 
 ACTIVE_THRESHOLD = 0.01
 CHUNK_FLOATS = 2**20  # largest activation of one top-down pass: 4 MB in float32
@@ -270,14 +270,14 @@ def evaluate_run(run_dir: Path, iw_samples: int = 1000, split: str = "test", chu
                  prior_samples: int = 10000, seed: int = 0, data_root: Path | None = None, progress: bool = True,
                  epoch: int | None = None) -> dict[str, Any]:
     """`python -m lvae evaluate`: load a run folder's latest checkpoint (or the weights it kept at the
-    end of `epoch`) and measure everything."""
+    end of `epoch`), or a weights file (lvae.weights), and measure everything."""
     from lvae.config import ConfigError
 
     if iw_samples < 1:
         raise ConfigError(f"--iw-samples must be >= 1, got {iw_samples}")
     if chunk is not None and chunk < 1:
         raise ConfigError(f"--chunk must be >= 1, got {chunk}")
-    cfg, model = ckpt.load_run(run_dir, epoch=epoch)
+    cfg, model = load_trained(run_dir, epoch=epoch)
     data = load_split(cfg.train.dataset, split, data_root).head(limit)
     if cfg.train.dataset != "mnist":
         prior_samples = 0  # the judge knows digits only
