@@ -1,7 +1,8 @@
 """Checkpoints: written atomically, loaded safely, checked against the run's config.
 
 A checkpoint is a dict of tensors and plain Python values, so it loads with
-`torch.load(weights_only=True)`: a file from elsewhere cannot run code. It carries a
+`torch.load(weights_only=True)` (from its xz-decompressed bytes for a file written with
+`compress=True`, as `lvae.weights` writes): a file from elsewhere cannot run code. It carries a
 sha256 digest of those contents (`DIGEST`), checked on load: a bit flipped on disk or in
 transfer inside a tensor still unpickles, and would otherwise give other numbers in
 silence. Checkpoints written before the digest existed load unchecked.
@@ -14,7 +15,9 @@ one, never half of one. Failures become `CheckpointError`s that name the file.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import lzma
 import os
 import pickle
 import tempfile
@@ -27,6 +30,7 @@ import torch
 CHECKPOINT_GLOB = "checkpoint-*.pt"
 LATEST = "checkpoint.pt"
 DIGEST = "digest"
+XZ_MAGIC = b"\xfd7zXZ\x00"  # an xz stream's first bytes; torch.save's files start with a zip's "PK"
 
 
 class CheckpointError(RuntimeError):
@@ -89,11 +93,20 @@ def digest(obj: Any) -> str:
     return h.hexdigest()
 
 
-def save_atomic(obj: Any, path: Path) -> None:
+def save_atomic(obj: Any, path: Path, compress: bool = False) -> None:
     """torch.save `obj` to `path` atomically; a dict gets its `digest` under `DIGEST`."""
+    data = encode(obj, compress)
+    write_atomic(path, lambda f: f.write(data))
+
+
+def encode(obj: Any, compress: bool = False) -> bytes:
+    """The bytes `save_atomic` writes: torch.save's, of a dict with its digest added, xz-compressed if
+    `compress` (`load` reads either)."""
     if isinstance(obj, dict):
         obj = {**obj, DIGEST: digest(obj)}
-    write_atomic(path, lambda f: torch.save(obj, f))
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return lzma.compress(buffer.getvalue()) if compress else buffer.getvalue()
 
 
 def _unpickle(path: Path, map_location: str | torch.device) -> Any:
@@ -105,14 +118,17 @@ def _unpickle(path: Path, map_location: str | torch.device) -> Any:
     propagates, like KeyboardInterrupt and SystemExit (which are not Exceptions).
     """
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with open(path, "rb") as f:
+            compressed = f.read(len(XZ_MAGIC)) == XZ_MAGIC
+        source = io.BytesIO(lzma.decompress(path.read_bytes())) if compressed else path
+        return torch.load(source, map_location=map_location, weights_only=True)
     except MemoryError:
         raise
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{path}: not a usable checkpoint (corrupt, or not made by lvae): the safe loader (weights_only=True) "
                               f"refused it: {_weights_only_reason(e)}") from None
     except Exception as e:
-        plain = isinstance(e, (RuntimeError, EOFError, zipfile.BadZipFile, OSError))  # messages that read well alone
+        plain = isinstance(e, (RuntimeError, EOFError, zipfile.BadZipFile, OSError, lzma.LZMAError))  # messages that read well alone
         detail = first_line(e) if plain else f"{type(e).__name__}: {first_line(e)}"
         raise CheckpointError(f"{path}: not a usable checkpoint (truncated, corrupt or not made by lvae): {detail}") from None
 

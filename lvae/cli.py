@@ -1,4 +1,4 @@
-"""`python -m lvae {train,sample,data}`: thin argument parsing over the package.
+"""`python -m lvae {train,sample,data,classifier,evaluate}`: thin argument parsing over the package.
 
 Every error a user can cause ends in one line on stderr that says what to fix.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from lvae import checkpoint as ckpt
-from lvae.config import AMP_MODES, DATASETS, KL_MODES, LADDER_INFERENCES, LADDER_UPS, LR_SCHEDULES, MODEL_KINDS, NAMED_CONFIGS, SCHEDULE_KINDS, ConfigError, RunConfig, named_config, validate
+from lvae.config import AMP_MODES, BOUNDS, DATASETS, KL_MODES, LADDER_INFERENCES, LADDER_UPS, LR_SCHEDULES, MODEL_KINDS, NAMED_CONFIGS, SCHEDULE_KINDS, ConfigError, RunConfig, named_config, validate
 from lvae.data import DataError, default_root, fetch, load_split
 
 RUN_FILES = ("config.json", "history.jsonl", "epochs.jsonl", ckpt.LATEST)
@@ -43,6 +43,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="train on the first N images only")
     p.add_argument("--kl-mode", choices=KL_MODES, help="paper: a true ELBO; seed: the original author's variant")
     p.add_argument("--free-bits", type=float, help="nats per layer below which KL is not penalised")
+    p.add_argument("--objective", choices=BOUNDS,
+                   help="elbo (default), or iw: the importance-weighted bound on --iw-train draws per image (Burda et al., 2016)")
+    p.add_argument("--iw-train", type=int, metavar="K", help="importance samples per image for --objective iw (the paper's fine-tuning: 10)")
     p.add_argument("--beta-end", type=float, help="final KL weight of the warm-up")
     p.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
     p.add_argument("--ladder-up", choices=LADDER_UPS, help="ladder: up_k reads the rung below's features or its encoder mean (paper code: mean)")
@@ -56,6 +59,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model (default off)")
     p.add_argument("--out", type=Path, help="run folder")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
+    p.add_argument("--finetune", type=Path, metavar="FROM_RUN",
+                   help="start a new run in --out from the weights of FROM_RUN (a run folder or a weights file, never "
+                        "modified) with a fresh optimizer, at --lr for --epochs, beta held at the end of its warm-up")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--samples", type=int, default=0, metavar="N",
                    help="when training ends, draw N prior samples into RUN_DIR/samples.png (as `sample RUN_DIR --n N`)")
@@ -64,7 +70,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(a: argparse.Namespace) -> RunConfig:
-    cfg = named_config(a.config or "seed")
+    return apply_flags(named_config(a.config or "seed"), a)
+
+
+def apply_flags(cfg: RunConfig, a: argparse.Namespace) -> RunConfig:
+    """`cfg` with every flag that was given set on it."""
     overrides = {
         ("train", "epochs"): a.epochs, ("train", "batch_size"): a.batch_size, ("train", "lr"): a.lr,
         ("train", "lr_schedule"): a.lr_schedule, ("train", "lr_min"): a.lr_min,
@@ -75,6 +85,7 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
         ("train", "keep_epochs"): tuple(a.keep_epochs) if a.keep_epochs else None,
         ("model", "ladder_up"): a.ladder_up, ("model", "ladder_inference"): a.ladder_inference,
         ("objective", "kl_mode"): a.kl_mode, ("objective", "free_bits"): a.free_bits,
+        ("objective", "bound"): a.objective, ("objective", "iw_samples"): a.iw_train,
     }
     for (section, key), value in overrides.items():
         if value is not None:
@@ -100,7 +111,9 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
 # A resumed run keeps its config.json; these flags may still change (lvae.training.RESUMABLE_FIELDS).
 RESUME_FLAGS = ("epochs", "lr", "grad_clip", "checkpoint_every", "keep_checkpoints", "device", "amp", "compile", "keep_epochs")
 FIXED_ON_RESUME = ("config", "model", "depth", "ladder_up", "ladder_inference", "batch_norm", "beta_schedule", "data", "batch_size", "lr_schedule", "lr_min", "warmup", "seed", "limit",
-                   "kl_mode", "free_bits", "beta_end", "out", "overwrite")
+                   "kl_mode", "free_bits", "beta_end", "objective", "iw_train", "out", "overwrite", "finetune")
+# A fine-tuning run keeps its source's model and data: the weights must fit, and they were learnt there.
+FIXED_ON_FINETUNE = ("config", "model", "depth", "ladder_up", "ladder_inference", "batch_norm", "data", "limit")
 
 
 def flag(name: str) -> str:
@@ -120,6 +133,28 @@ def resumed_config(a: argparse.Namespace) -> RunConfig:
     return cfg
 
 
+def finetune_config(a: argparse.Namespace, source: RunConfig) -> RunConfig:
+    """The config of a new run that continues `source`'s weights (`--finetune`): its warm-up is over (beta held
+    at its final value), the learning rate is constant at --lr for --epochs, and the source is recorded;
+    any other training flag given applies on top."""
+    fixed = [flag(n) for n in FIXED_ON_FINETUNE if getattr(a, n, None) not in (None, False)]
+    if fixed:
+        raise ConfigError(f"{', '.join(fixed)} cannot be used with --finetune: the new run keeps {a.finetune}'s model and data")
+    missing = [flag(n) for n in ("out", "lr", "epochs") if getattr(a, n) is None]
+    if missing:
+        raise ConfigError(f"--finetune needs {', '.join(missing)}: where the new run goes, its (lower) learning rate and its epochs")
+    src, out = a.finetune.resolve(), a.out.resolve()
+    if out == src or out in src.parents:
+        raise ConfigError(f"--out {a.out} would write over {a.finetune}, which fine-tuning never modifies; choose a new folder")
+    cfg = source
+    cfg.name = cfg.name if cfg.name.endswith("-finetune") else f"{cfg.name}-finetune"
+    end = cfg.objective.beta.end
+    cfg.objective.beta.kind, cfg.objective.beta.start, cfg.objective.beta.steps = "constant", end, None
+    cfg.train.lr_schedule, cfg.train.schedule_epochs, cfg.train.keep_epochs = "constant", None, ()
+    cfg.train.finetune_from = str(a.finetune)
+    return apply_flags(cfg, a)
+
+
 def existing_run_files(out: Path) -> list[str]:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder; choose another path")
@@ -130,13 +165,21 @@ def cmd_train(a: argparse.Namespace) -> None:
     """Check everything (config, device, data, run folder) before the first byte is written."""
     from lvae.training import Trainer, resolve_device
 
+    from lvae.weights import load_trained
+
+    source = None
     if a.resume:
         cfg, out = resumed_config(a), a.resume
         existing: list[str] = []
     else:
-        if a.out is None:
+        if a.finetune is not None:
+            source_cfg, source = load_trained(a.finetune)
+            cfg = finetune_config(a, source_cfg)
+        elif a.out is None:
             raise ConfigError("say where the run goes: --out RUN_DIR")
-        cfg, out = config_from_args(a), a.out
+        else:
+            cfg = config_from_args(a)
+        out = a.out
         existing = existing_run_files(out)
         if existing and not a.overwrite:
             raise ConfigError(f"{out} already holds a run ({', '.join(existing)}); "
@@ -147,6 +190,8 @@ def cmd_train(a: argparse.Namespace) -> None:
     train_split = load_split(cfg.train.dataset, "train", root)
     test_split = load_split(cfg.train.dataset, "test", root)
     trainer = Trainer(cfg, out, train_split, test_split, progress=not a.no_progress, data_root=root)
+    if source is not None:  # the source's weights (and batch-norm statistics) in place of a fresh initialisation
+        trainer.model.load_state_dict(source.state_dict())
     if a.resume:
         trainer.resume()
     elif trainer.dist.is_main:  # --overwrite: the old run goes only now that the new one is known to start
@@ -173,8 +218,11 @@ def write_samples(model: torch.nn.Module, n: int, out: Path, temperature: float 
 
 
 def cmd_sample(a: argparse.Namespace) -> None:
-    cfg, model = ckpt.load_run(a.run_dir)
-    write_samples(model, a.n, a.out or a.run_dir / "samples.png", a.temperature, a.seed)
+    from lvae.weights import load_trained
+
+    cfg, model = load_trained(a.run_dir)
+    default = a.run_dir.with_name(f"{a.run_dir.stem}-samples.png") if a.run_dir.is_file() else a.run_dir / "samples.png"
+    write_samples(model, a.n, a.out or default, a.temperature, a.seed)
 
 
 def cmd_data(a: argparse.Namespace) -> None:
@@ -215,11 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_args(sub.add_parser("train", help="train a model into a run folder"))
     s = sub.add_parser("sample", help="draw samples from a trained run")
-    s.add_argument("run_dir", type=Path)
+    s.add_argument("run_dir", type=Path, help="a run folder, or a weights file (results/NAME.pt)")
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--temperature", type=float, default=1.0)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", type=Path)
+    s.add_argument("--out", type=Path, help="PNG (default RUN_DIR/samples.png, or NAME-samples.png beside a weights file)")
     d = sub.add_parser("data", help="fetch a dataset into the cache")
     d.add_argument("--dataset", choices=DATASETS, default="mnist")
     d.add_argument("--root", type=Path)
@@ -231,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", type=Path, help="weights file (default: the package's lvae/assets/mnist_classifier.pt)")
     c.add_argument("--no-progress", action="store_true")
     e = sub.add_parser("evaluate", help="ELBO, importance-weighted NLL, KL and active units per layer, sample quality")
-    e.add_argument("run_dir", type=Path)
+    e.add_argument("run_dir", type=Path, help="a run folder, or a weights file (results/NAME.pt)")
     e.add_argument("--iw-samples", type=int, default=1000, metavar="K", help="importance samples per image (default 1000)")
     e.add_argument("--split", choices=("test", "train"), default="test")
     e.add_argument("--chunk", type=int, help="rows (images x samples) per top-down pass: bounds memory (default: ~4 MB activations)")

@@ -22,6 +22,7 @@ LRSchedule = Literal["constant", "cosine"]
 DatasetName = Literal["mnist", "fashion-mnist"]
 LadderUp = Literal["features", "mean"]
 LadderInference = Literal["shared", "separate"]
+Bound = Literal["elbo", "iw"]
 
 LIKELIHOODS = ("gaussian", "bernoulli")
 KL_MODES = ("paper", "seed")
@@ -34,6 +35,7 @@ DATASETS = ("mnist", "fashion-mnist")
 AMP_MODES = ("off", "bf16")
 LADDER_UPS = ("features", "mean")
 LADDER_INFERENCES = ("shared", "separate")
+BOUNDS = ("elbo", "iw")
 
 
 class ConfigError(ValueError):
@@ -122,10 +124,20 @@ class ObjectiveConfig:
     beta: BetaSchedule = field(default_factory=BetaSchedule)
     # Free bits (nats) per layer: a layer's KL below this is not penalised.
     free_bits: float = 0.0
+    # What training maximises: "elbo", or "iw", the importance-weighted bound on `iw_samples` draws per
+    # image (Burda et al., 2016; the paper's fine-tuning phase uses K = 10). Under a warm-up, beta scales
+    # log p(z) - log q(z) inside each log-weight, as the paper's code does (lvae.losses.iw_loss).
+    bound: Bound = "elbo"
+    iw_samples: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.beta, dict):
             self.beta = BetaSchedule(**self.beta)
+
+    @property
+    def draws(self) -> int:
+        """Posterior draws per image in one training step."""
+        return self.iw_samples if self.bound == "iw" else 1
 
 
 # ----------------------------------------------------------------------------- training
@@ -158,6 +170,8 @@ class TrainConfig:
     # Epochs (1-based, counted at their end) whose weights are kept as RUN/epoch-NNNN.pt, for
     # scoring a run at several training budgets (`python -m lvae evaluate RUN --epoch N`).
     keep_epochs: tuple[int, ...] = ()
+    # The run (or weights file) whose weights this run started from (`train --finetune`); None: a fresh start.
+    finetune_from: str | None = None
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     # Speed options (lvae.speed.speed_options measures them): bf16 autocast of the model's
@@ -359,6 +373,17 @@ def validate(cfg: RunConfig) -> None:
     if b.kind != "constant" and b.end < b.start:
         raise ConfigError(f"beta warm-up must rise: start {b.start} is above end {b.end}")
     _finite(o.free_bits, "free_bits", 0.0)
+    if o.bound not in BOUNDS:
+        raise ConfigError(f"unknown objective {o.bound!r}; choose one of {BOUNDS}")
+    _positive_int(o.iw_samples, "the importance samples per image (--iw-train)")
+    if o.bound == "elbo" and o.iw_samples != 1:
+        raise ConfigError(f"--iw-train {o.iw_samples} needs --objective iw: the ELBO draws one sample per image")
+    if o.bound == "iw" and o.kl_mode != "paper":
+        raise ConfigError(f"--objective iw weighs log p(x, z) - log q(z | x), the paper's terms; kl_mode {o.kl_mode!r} "
+                          f"is not a bound: use --kl-mode paper")
+    if o.bound == "iw" and o.free_bits > 0:
+        raise ConfigError("free bits clamp each layer's KL, which the importance-weighted bound never forms: "
+                          "use --free-bits 0 with --objective iw")
     t = cfg.train
     _positive_int(t.epochs, "epochs")
     _positive_int(t.batch_size, "batch size")

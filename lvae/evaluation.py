@@ -24,30 +24,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lvae import checkpoint as ckpt
 from lvae.classifier import class_histogram, features, kl_to_uniform, load_classifier, predict
 from lvae.data import load_split
 from lvae.fid import frechet_distance
-from lvae.losses import log_likelihood
-from lvae.model import HierarchicalModel, ModelOutput
+from lvae.losses import log_weights
+from lvae.model import HierarchicalModel
 from lvae.progress import progress_bar
 from lvae.training import evaluation_inputs, split_elbo
+from lvae.weights import load_trained
 
 ACTIVE_THRESHOLD = 0.01
 CHUNK_FLOATS = 2**20  # largest activation of one top-down pass: 4 MB in float32
 
 
 # ----------------------------------------------------------------------------- importance weighting
-
-
-def log_weight(out: ModelOutput, x: Tensor, likelihood: str, output_variance: float = 0.5) -> Tensor:
-    """log p(x, z) - log q(z | x) for the z of one pass: (B * R,) for R draws per image of x (B, ...)."""
-    repeats = len(out.x_logits) // len(x)
-    logits = out.x_logits.reshape(len(x), repeats, *x.shape[1:])
-    lw = log_likelihood(logits, x.unsqueeze(1), likelihood, output_variance).flatten()
-    for layer in out.latents:
-        lw = lw + layer.p.log_prob(layer.z) - layer.q.log_prob(layer.z)
-    return lw
 
 
 def activation_budget(device: torch.device, free_bytes: int | None = None) -> int:
@@ -100,8 +90,7 @@ def importance_log_weights(model: HierarchicalModel, x: Tensor, k: int, likeliho
     cols = []
     for start in range(0, k, per_pass):
         n = min(per_pass, k - start)
-        lw = log_weight(model(x, repeats=n), x, likelihood, output_variance)
-        cols.append(lw.view(b, n).double())
+        cols.append(log_weights(model(x, repeats=n), x, likelihood, output_variance).double())  # (B, n)
     return torch.cat(cols, 1)
 
 
@@ -281,14 +270,14 @@ def evaluate_run(run_dir: Path, iw_samples: int = 1000, split: str = "test", chu
                  prior_samples: int = 10000, seed: int = 0, data_root: Path | None = None, progress: bool = True,
                  epoch: int | None = None) -> dict[str, Any]:
     """`python -m lvae evaluate`: load a run folder's latest checkpoint (or the weights it kept at the
-    end of `epoch`) and measure everything."""
+    end of `epoch`), or a weights file (lvae.weights), and measure everything."""
     from lvae.config import ConfigError
 
     if iw_samples < 1:
         raise ConfigError(f"--iw-samples must be >= 1, got {iw_samples}")
     if chunk is not None and chunk < 1:
         raise ConfigError(f"--chunk must be >= 1, got {chunk}")
-    cfg, model = ckpt.load_run(run_dir, epoch=epoch)
+    cfg, model = load_trained(run_dir, epoch=epoch)
     data = load_split(cfg.train.dataset, split, data_root).head(limit)
     if cfg.train.dataset != "mnist":
         prior_samples = 0  # the judge knows digits only

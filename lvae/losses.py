@@ -1,4 +1,4 @@
-"""The objective: reconstruction log-likelihood, KL per layer in two modes, free bits.
+"""The objective: reconstruction log-likelihood, KL per layer in two modes, free bits, and the bound they form.
 
 KL modes
 - "paper" (default): KL(q(z_k | .) || p(z_k | z_{k+1})) below the top and
@@ -8,6 +8,12 @@ KL modes
 - "seed": the original author's variant, for the ladder only. Below the top, the merged
   Gaussian is pulled towards the encoder's own Gaussian, KL(q(z_k | .) || q_hat(z_k | x));
   the decoder's prior gets no KL gradient. This is *not* a bound on log p(x).
+
+Bounds (`ObjectiveConfig.bound`)
+- "elbo": recon + beta * sum(KL), above.
+- "iw": the importance-weighted bound L_K of Burda et al. (2016) on K draws per image,
+  L_K = log (1/K) sum_k exp(a_k) with the log-weights a_k of `log_weights`; L_1 is the
+  ELBO (with the one-sample KL estimate), and L_K rises towards log p(x) with K.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lvae.config import ObjectiveConfig
 from lvae.latents import LOG_2PI, gaussian_kl
 from lvae.model import LatentSample, ModelOutput
 
@@ -85,6 +92,28 @@ def kl_per_layer(out: ModelOutput, mode: str = "paper") -> list[Tensor]:
     return [kl_per_unit(layer, "paper" if layer is top else mode).flatten(1).sum(1) for layer in out.latents]
 
 
+def log_weight_terms(out: ModelOutput, x: Tensor, likelihood: str, output_variance: float = 0.5) -> tuple[Tensor, Tensor]:
+    """(log p(x | z), sum_k log p(z_k) - log q(z_k | .)) for each draw of one pass: each (B, R), for R draws
+    per image of x (B, ...) (`model(x, repeats=R)`, rows repeat_interleave'd)."""
+    b = len(x)
+    repeats = len(out.x_logits) // b
+    logits = out.x_logits.reshape(b, repeats, *x.shape[1:])
+    log_px = log_likelihood(logits, x.unsqueeze(1), likelihood, output_variance)  # (B, R): each image scored once per draw, not copied
+    log_ratio = sum(layer.p.log_prob(layer.z) - layer.q.log_prob(layer.z) for layer in out.latents)  # (B * R,)
+    return log_px, log_ratio.view(b, repeats)
+
+
+def log_weights(out: ModelOutput, x: Tensor, likelihood: str, output_variance: float = 0.5, beta: float = 1.0) -> Tensor:
+    """a = log p(x | z) + beta (log p(z) - log q(z | x)) per draw: (B, R).
+
+    beta = 1: the importance log-weight log p(x, z) - log q(z | x), what evaluation scores. beta < 1:
+    the KL warm-up inside each weight, as the paper's code anneals its IW objective
+    (casperkaae/LVAE); the result is then no bound on log p(x), like the warm-up ELBO.
+    """
+    log_px, log_ratio = log_weight_terms(out, x, likelihood, output_variance)
+    return log_px + beta * log_ratio
+
+
 @dataclass
 class LossTerms:
     """Batch means of each term of one step; `loss` is what the optimiser minimises."""
@@ -119,3 +148,25 @@ def compute_loss(
     loss = recon + beta * penalised
     elbo = -(recon + sum(kl))
     return LossTerms(loss=loss, recon=recon, kl=kl, elbo=elbo.detach())
+
+
+def iw_loss(out: ModelOutput, x: Tensor, likelihood: str, beta: float = 1.0, output_variance: float = 0.5) -> LossTerms:
+    """-L_K averaged over images, on the K draws per image in `out` (`model(x, repeats=K)`).
+
+    The logged recon, KL (closed form where the layer allows it) and elbo are the ELBO's terms
+    averaged over all B * K draws: the numbers the ELBO objective logs, with K times the samples.
+    """
+    log_px, log_ratio = log_weight_terms(out, x, likelihood, output_variance)
+    a = log_px + beta * log_ratio  # (B, K), as `log_weights`
+    bound = torch.logsumexp(a, 1) - math.log(a.shape[1])
+    recon = -log_px.mean()
+    kl = [k.mean() for k in kl_per_layer(out, "paper")]
+    return LossTerms(loss=-bound.mean(), recon=recon, kl=kl, elbo=-(recon + sum(kl)).detach())
+
+
+def objective_loss(out: ModelOutput, x: Tensor, likelihood: str, beta: float, objective: ObjectiveConfig,
+                   output_variance: float = 0.5) -> LossTerms:
+    """The loss `objective` asks for, on a pass with `objective.draws` draws per image."""
+    if objective.bound == "iw":
+        return iw_loss(out, x, likelihood, beta, output_variance)
+    return compute_loss(out, x, likelihood, beta, objective.kl_mode, objective.free_bits, output_variance)

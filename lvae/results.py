@@ -2,7 +2,7 @@
 
     python -m lvae.results save RUN_DIR NAME [--iw-samples K] [--command "..."]
         evaluates RUN_DIR and writes results/NAME.json (the evaluate JSON, training time,
-        epochs, hardware, command) and results/NAME.pt (config + weights, <= 10 MB)
+        epochs, hardware, command) and results/NAME.pt (config + weights, <= 10 MiB: lvae.weights)
 
 The docs that show these numbers are rendered from the files by `make results-table`
 (`lvae.report.docs`); no number in them is typed by hand.
@@ -16,15 +16,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from lvae import checkpoint as ckpt
-from lvae.config import RunConfig
+from lvae.weights import MAX_BYTES, load_model, save_weights  # noqa: F401  (read through here by figures, runs, paper)
 
 RESULTS = Path("results")
 HEADLINE = ("seed-lvae", "seed-vae")  # the paper's comparison lives in results/paper (lvae.experiments.paper, lvae.experiments.claims)
 FASHION = ("fashion-seed-lvae", "fashion-paper-lvae")  # `make fashion`: the seed and paper recipes on Fashion-MNIST
-MAX_BYTES = 10 * 2**20
 
 
 # ----------------------------------------------------------------------------- writing
@@ -38,28 +35,6 @@ def training_summary(run_dir: Path) -> dict[str, Any]:
     return {"epochs": len(rows), "train_seconds": sum(r["seconds"] for r in rows),
             "test_elbo_per_epoch": [r["elbo"] for r in rows], "seconds_per_epoch": [r["seconds"] for r in rows]}
 
-def save_weights(cfg: RunConfig, model: torch.nn.Module, path: Path) -> None:
-    """Config + weights; float32 if that fits in 10 MB, else float16 (cast back on load)."""
-    sd = model.state_dict()
-    dtype = "float32"
-    if sum(t.numel() * t.element_size() for t in sd.values()) > MAX_BYTES * 0.95:
-        sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
-        dtype = "float16"
-    ckpt.save_atomic({"config": json.loads(json.dumps(cfg.to_dict())), "model": sd, "dtype": dtype}, path)
-
-def load_model(path: Path):
-    """(RunConfig, model in eval mode, float32) from a results/NAME.pt file."""
-    from lvae.model import build_model
-
-    sd = ckpt.load(path)
-    try:
-        cfg = RunConfig.from_dict(sd["config"])
-        model = build_model(cfg.model_kind, cfg.model)
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd["model"].items()})
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:  # files older than the digest can be damaged unseen
-        raise ckpt.CheckpointError(f"{path}: not a weights file that this version of lvae reads ({type(e).__name__}: "
-                                   f"{ckpt.first_line(e)})") from None
-    return cfg, model.eval()
 
 def save_result(run_dir: Path, name: str, iw_samples: int, command: str, chunk: int | None = None, limit: int | None = None,
                 out_dir: Path = RESULTS, progress: bool = True, data_root: Path | None = None) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from lvae import distributed as dist_utils
 from lvae.batchnorm import recompute_batch_norm
 from lvae.config import ConfigError, RunConfig, validate
 from lvae.data import Split, binarize, fixed_binarization
-from lvae.losses import compute_loss, kl_per_unit, log_likelihood
+from lvae.losses import kl_per_unit, log_likelihood, objective_loss
 from lvae.model import HierarchicalModel, build_model, use_fast_layout
 from lvae.progress import print_line, progress_bar
 from lvae.schedules import beta_at, horizon_schedules, lr_at
@@ -468,11 +468,12 @@ class Trainer:
         cfg, s = self.cfg, self.state
         beta, lr = self.schedules()
         x = model_inputs(x, cfg.model.likelihood, self.binarize_gen).to(self.device, non_blocking=True)
+        draws = cfg.objective.draws  # K posterior draws per image for the importance-weighted bound, else 1
         with self.autocast():
-            out = self.net(x)
+            out = self.net(x, repeats=draws) if draws > 1 else self.net(x)
         if cfg.train.amp != "off":
             out = to_float32(out)  # the loss and its logged terms stay in float32
-        terms = compute_loss(out, x, cfg.model.likelihood, beta, cfg.objective.kl_mode, cfg.objective.free_bits, cfg.model.output_variance)
+        terms = objective_loss(out, x, cfg.model.likelihood, beta, cfg.objective, cfg.model.output_variance)
         self.optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         params = [p for p in self.model.parameters() if p.grad is not None]

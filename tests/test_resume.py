@@ -118,9 +118,9 @@ def nan_at(monkeypatch, iteration: int, layer: int) -> None:
     """Make the KL of `layer` NaN at the `iteration`-th training step (0-based)."""
     import lvae.training
 
-    real, calls = lvae.training.compute_loss, {"n": 0}
+    real, calls = lvae.training.objective_loss, {"n": 0}
 
-    def compute_loss(*args, **kwargs):
+    def objective_loss(*args, **kwargs):
         terms = real(*args, **kwargs)
         calls["n"] += 1
         if calls["n"] - 1 != iteration:
@@ -129,7 +129,7 @@ def nan_at(monkeypatch, iteration: int, layer: int) -> None:
         kl[layer] = kl[layer] * float("nan")
         return LossTerms(loss=terms.loss + kl[layer], recon=terms.recon, kl=kl, elbo=terms.elbo)
 
-    monkeypatch.setattr(lvae.training, "compute_loss", compute_loss)
+    monkeypatch.setattr(lvae.training, "objective_loss", objective_loss)
 
 
 def test_nan_in_a_kl_stops_with_the_layer_and_keeps_the_last_good_checkpoint(tmp_path, tiny_data, monkeypatch, capsys):
