@@ -278,7 +278,7 @@ def paper_best_config() -> RunConfig:
 
     Kept there at equal budget, image by image over two seeds: layers twice as wide and a
     cosine learning rate from 2e-3 to 0. The epochs are as many as train within 60 minutes
-    on the 2-core CPU this repo is developed on (`results/paper-best.json` records the time).
+    in the run that `results/paper-best.json` records (its wall time and threads are in it).
     """
     cfg = paper_config()
     cfg.name = "paper-best"

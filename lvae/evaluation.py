@@ -43,7 +43,7 @@ CHUNK_FLOATS = 2**20  # largest activation of one top-down pass: 4 MB in float32
 def activation_budget(device: torch.device, free_bytes: int | None = None) -> int:
     """Bytes the largest activation of one IW pass may take on `device`.
 
-    CPU: 4 MB, measured on this machine (2 cores): a conv decoder at 4096 rows spends most
+    CPU: 4 MB (`make bench` measures the IW pass): a conv decoder at 4096 rows spends most
     of its time in page faults for fresh 100 MB buffers; at ~100-250 rows it runs 3-4x
     faster, while an MLP ladder prefers ~1000+ rows. A GPU wants the opposite, passes as
     wide as its memory allows: a sixty-fourth of the free memory, since a pass holds a few

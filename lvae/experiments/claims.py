@@ -238,7 +238,7 @@ def paper_claims(results: dict[str, Run]) -> list[Claim]:
 def paper_best_claim(results_dir: Path) -> Claim:
     """`make paper-best` (results/paper-best.json) against this repo's target."""
     claim = (f"`paper-best` (the 5-layer ladder plus what the ablation kept) reaches ≤ {PAPER_BEST_TARGET_NLL} nats, K = 5000, "
-             f"from one command training ≤ 60 min on 2 CPU cores")
+             f"from one command training ≤ 60 min")
     path = results_dir / "paper-best.json"
     if not path.is_file():
         return Claim("this repo", claim, "not trained yet (`make paper-best`)", "not measured yet")

@@ -66,7 +66,7 @@ def compare(rev: str, rounds: int, steps: int, threads: list[int], data_root: Pa
 
 def table(b: dict[str, Any]) -> str:
     lines = [f"`{b['before']}` (before) against `{b['after']}` (after), best of {b['rounds']} interleaved rounds each, "
-             f"{b['hardware']['cpu']}, {b['hardware']['cores']} cores, idle:", "",
+             f"{b['hardware']['cpu']}, {b['hardware']['cores']} cores:", "",
              "| workload | threads | before | after | after / before |", "|---|---|---|---|---|"]
     lines += [f"| {r['workload']} | {r['threads']} | {r['before']:.0f} | {r['after']:.0f} {r['unit']} | **{r['speedup']:.2f}×** |"
               for r in b["rows"]]
