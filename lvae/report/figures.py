@@ -24,7 +24,7 @@ from lvae.report import plots
 from lvae.config import ConfigError
 from lvae.data import DataError
 from lvae.model import HierarchicalModel, LadderVAE
-from lvae.experiments.runs import HEADLINE, ROOT, SEED, Results, RunSummary, duration
+from lvae.experiments.runs import HEADLINE, ROOT, SEED, Results, RunSummary, duration, shown
 from lvae.schedules import beta_curve
 
 DPI = 150
@@ -256,7 +256,7 @@ def _paper_pair(r: Results) -> tuple[dict[str, dict[str, Any]], str]:
 
     pair, what = paper.comparison_pair(paper.load_results(r.results_dir / "paper"))
     if not pair:
-        raise SkipFigure(f"needs the 5-layer VAE and LVAE in {r.results_dir / 'paper'} (make paper)")
+        raise SkipFigure(f"needs the 5-layer VAE and LVAE in {shown(r.results_dir / 'paper')} (make paper)")
     return pair, what
 
 
@@ -265,7 +265,7 @@ def fig_paper_depth(r: Results) -> Figure:
 
     points = paper.depth_points(paper.load_results(r.results_dir / "paper"))
     if not points:
-        raise SkipFigure(f"needs depth-sweep results in {r.results_dir / 'paper'} (make paper)")
+        raise SkipFigure(f"needs depth-sweep results in {shown(r.results_dir / 'paper')} (make paper)")
     runs = sum(n for p in points.values() for _, _, n in p.values())
     total = len(paper.DEPTHS) * len(paper.VARIANTS) * len(paper.SEEDS)
     status = "" if runs == total else f"\npartial: {runs} of {total} runs"
@@ -278,7 +278,7 @@ def fig_paper_budget(r: Results) -> Figure:
 
     effects = claims.budget_effects(paper.load_results(r.results_dir / "paper"))
     if not effects:
-        raise SkipFigure(f"needs the long pair in {r.results_dir / 'paper'} (make paper)")
+        raise SkipFigure(f"needs the long pair in {shown(r.results_dir / 'paper')} (make paper)")
     epochs = sorted(effects)
     seeds = min(n.seeds for n, _ in effects.values())
     band = lambda e: (e.mean, e.low, e.high)  # noqa: E731
@@ -328,7 +328,7 @@ def fig_layers_paper(r: Results) -> Figure:
     folder = r.results_dir / "paper"
     path = next((p for p in (folder / "long-lvae-bn-wu-s0.pt",) if p.is_file()), None)
     if path is None:
-        raise SkipFigure(f"needs the 5-layer ladder's weights in {folder} (make paper)")
+        raise SkipFigure(f"needs the 5-layer ladder's weights in {shown(folder)} (make paper)")
     cfg, model = load_model(path)
     return _layer_figure(model, r, f"What each layer holds: the paper's 5-layer LVAE ({cfg.train.epochs} epochs)\n"
                                    "the digit, then its upper layers kept and the rest drawn")
@@ -339,7 +339,7 @@ def fig_fashion_samples(r: Results) -> Figure:
 
     paths = [r.results_dir / f"{name}.pt" for name in FASHION if (r.results_dir / f"{name}.pt").is_file()]
     if not paths:
-        raise SkipFigure(f"needs Fashion-MNIST weights in {r.results_dir} (make fashion)")
+        raise SkipFigure(f"needs Fashion-MNIST weights in {shown(r.results_dir)} (make fashion)")
     grids = {}
     for path in paths:
         cfg, model = load_model(path)
