@@ -33,6 +33,7 @@ from lvae.config import BetaSchedule, ConfigError, RunConfig, paper_config, vali
 from lvae.data import Split, load_split
 from lvae.losses import compute_loss
 from lvae.model import HierarchicalModel, build_model
+from lvae.runlock import run_lock
 from lvae.training import Trainer, evaluation_inputs, make_optimizer, normalised_config, read_jsonl
 
 # The repository (lvae is installed editable); notebooks run from notebooks/, so paths are anchored here.
@@ -213,15 +214,16 @@ def ensure_run(cfg: RunConfig, run_dir: Path, data: "Data", progress: bool = Tru
         if diffs:
             raise ConfigError(f"{run_dir} holds a run made differently ({'; '.join(diffs[:3])}); "
                               f"move it away or delete it, and the figures will train the run they need")
-        resume = (run_dir / ckpt.LATEST).is_file()
-        if not resume:  # a run of this config that died before its first checkpoint: start it afresh
+    validate(cfg)
+    with run_lock(run_dir):  # one writer per run folder (lvae.runlock), before anything is deleted
+        if resume and not (run_dir / ckpt.LATEST).is_file():  # a run of this config that died before its first checkpoint: start afresh
             from lvae.cli import existing_run_files
 
             for name in existing_run_files(run_dir):
                 (run_dir / name).unlink()
-    validate(cfg)
-    with torch.enable_grad():  # a notebook may have switched autograd off for its own cells
-        return _train(cfg, run_dir, data, progress, resume)
+            resume = False
+        with torch.enable_grad():  # a notebook may have switched autograd off for its own cells
+            return _train(cfg, run_dir, data, progress, resume)
 
 
 def _train(cfg: RunConfig, run_dir: Path, data: "Data", progress: bool, resume: bool) -> Path:
