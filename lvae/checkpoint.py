@@ -121,12 +121,17 @@ def write_atomic(path: Path, write: Callable[[Any], None]) -> None:
         if not isinstance(cause, OSError):
             raise
         if cause.errno in NO_SPACE:
+            _discard(tmp)  # first, so the free space reported is what the next try will have
             write(counter := _Recorder())
             raise disk_full(path, counter.written) from None
         raise CheckpointError(f"could not write {path}: {cause.strerror or first_line(cause)}") from None
     finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        _discard(tmp)
+
+
+def _discard(tmp: str | None) -> None:
+    if tmp is not None and os.path.exists(tmp):
+        os.unlink(tmp)
 
 
 def digest(obj: Any) -> str:

@@ -158,3 +158,33 @@ def test_a_full_log_append_is_a_disk_full_error(tmp_path, monkeypatch):
     monkeypatch.setattr("builtins.open", no_space)
     with pytest.raises(ckpt.DiskFullError, match=rf"^could not write {path}: no space left on device \(the file needs 17 bytes; "):
         training._append_jsonl(path, [{"iteration": 0}])
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 30 MB tmpfs: room for one 21.5 MB paper checkpoint, not two. Needs root (mount); skipped elsewhere."""
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(fs)], capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield fs
+    finally:
+        subprocess.run(["umount", str(fs)], check=True)
+
+
+def test_a_really_full_disk_end_to_end(tmp_path, tiny_data, small_disk):
+    """No injection: the disk fills; freeing space (a bigger tmpfs) and resuming gives the reference run exactly."""
+    args = [*PAPER, "--epochs", "1", "--data-root", tiny_data]
+    ref, run = tmp_path / "ref", small_disk / "run"
+    assert run_lvae("train", *args, "--out", ref).returncode == 0
+    full = run_lvae("train", *args, "--out", run)
+    assert full.returncode == ckpt.EXIT_DISK_FULL, full.stderr
+    m = DISK_FULL.match(full.stderr.strip())
+    assert m and (m["file"], m["it"]) == (str(run / "checkpoint-00000006.pt"), "3"), full.stderr
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-00000003.pt", "checkpoint.pt", "config.json", "history.jsonl"]
+    subprocess.run(["mount", "-o", "remount,size=100m", str(small_disk)], check=True)  # space freed
+    assert run_lvae("train", "--resume", run, "--data-root", tiny_data, "--no-progress").returncode == 0
+    a, b = load(ref), load(run)
+    assert a["state"] == b["state"] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert (ref / "history.jsonl").read_text() == (run / "history.jsonl").read_text()
