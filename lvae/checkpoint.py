@@ -265,6 +265,13 @@ def load_config(path: Path):
     return cfg
 
 
+def non_finite_weights(state: dict[str, Any], path: Path) -> None:
+    """Refuse weights holding NaN or Inf: a model built from them would give NaN numbers, not an error."""
+    bad = next((k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise CheckpointError(f"{path}: weight {bad} holds NaN or Inf; use another checkpoint")
+
+
 def load_run(run_dir: Path, device: str | torch.device = "cpu"):
     """(RunConfig, model in eval mode) from a run folder's config.json and latest checkpoint."""
     from lvae.model import build_model
@@ -275,6 +282,7 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu"):
     model = build_model(cfg.model_kind, cfg.model).to(device)
     try:
         model.load_state_dict(sd["model"])
-    except (KeyError, RuntimeError, TypeError) as e:
+    except (KeyError, RuntimeError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{run_dir / LATEST}: does not match {run_dir / 'config.json'}: {first_line(e)}") from None
+    non_finite_weights(sd["model"], run_dir / LATEST)
     return cfg, model.eval()

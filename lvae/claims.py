@@ -8,13 +8,15 @@ written here, next to the claim it judges. `python -m lvae.results table` render
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lvae import paper
+from lvae.runfiles import read_json, reading
+
+RESULT = "a result lvae wrote"
 
 # Sønderby et al. (2016), MNIST, 5 stochastic layers, 5000 importance samples (their table 1).
 PAPER_LVAE_NLL = 82.12
@@ -168,7 +170,12 @@ def paper_best_claim(results_dir: Path, results: dict[str, dict[str, Any]]) -> C
     path = results_dir / "paper-best.json"
     if not path.is_file():
         return Claim("issue 10", claim, "not trained yet (`make paper-best`)", "not measured yet")
-    r = json.loads(path.read_text())
+    r = read_json(path, RESULT)
+    with reading(path, RESULT, "restore it, or run make paper-best again"):
+        return _paper_best_claim(claim, r, results)
+
+
+def _paper_best_claim(claim: str, r: dict[str, Any], results: dict[str, dict[str, Any]]) -> Claim:
     measured = (f"{r['nll']:.2f} ± {r['nll_stderr']:.2f} nats (K = {r['iw_samples']}, {r['training']['epochs']} epochs, "
                 f"{r['train_wall_minutes']:.1f} min wall clock on {r['train_threads']} CPU threads, one uninterrupted command)")
     head = results.get("headline-lvae-bn-wu")
@@ -188,7 +195,12 @@ def seed_claims(results_dir: Path) -> list[Claim]:
     paths = [results_dir / "seed-lvae.json", results_dir / "seed-vae.json"]
     if not all(p.is_file() for p in paths):
         return [Claim("seed README", "(all)", f"needs {paths[0]} and {paths[1]}", "not measured yet")]
-    lvae, vae = (json.loads(p.read_text()) for p in paths)
+    lvae, vae = (read_json(p, RESULT) for p in paths)
+    with reading(Path(f"{paths[0]} or {paths[1]}"), RESULT, "restore it, or save the result again"):
+        return _seed_claims(lvae, vae)
+
+
+def _seed_claims(lvae: dict[str, Any], vae: dict[str, Any]) -> list[Claim]:
     claims = []
     sharper = lvae["fid_mnist"] < 0.9 * vae["fid_mnist"]
     claims.append(Claim("seed README", "Ladder samples are readable where the (top-latent) VAE's are blurry averages",
@@ -214,7 +226,11 @@ def seed_claims(results_dir: Path) -> list[Claim]:
 
 
 def render(results_dir: Path = Path("results")) -> str:
-    results = paper.load_results(results_dir / "paper")
+    with reading(results_dir / "paper", "a folder of results lvae.paper wrote", "restore the damaged file, or delete it and run make paper"):
+        return _render(results_dir, paper.load_results(results_dir / "paper"))
+
+
+def _render(results_dir: Path, results: dict[str, dict[str, Any]]) -> str:
     done = sum(1 for r in results.values() if r["group"] == "sweep")
     total = len(paper.DEPTHS) * len(paper.VARIANTS)
     lines = [

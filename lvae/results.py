@@ -23,7 +23,8 @@ from typing import Any
 import torch
 
 from lvae import checkpoint as ckpt
-from lvae.config import RunConfig
+from lvae.config import ConfigError, RunConfig, validate
+from lvae.runfiles import DATA_ERRORS, read_json, reading
 
 RESULTS = Path("results")
 README = Path("README.md")
@@ -63,11 +64,13 @@ def load_model(path: Path):
     sd = ckpt.load(path)
     try:
         cfg = RunConfig.from_dict(sd["config"])
+        validate(cfg)  # a damaged size (a width of 10**12) is refused before a model is built from it
         model = build_model(cfg.model_kind, cfg.model)
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd["model"].items()})
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:  # files older than the digest can be damaged unseen
+    except (ConfigError, *DATA_ERRORS, RuntimeError) as e:  # files older than the digest can be damaged unseen
         raise ckpt.CheckpointError(f"{path}: not a weights file that this version of lvae reads ({type(e).__name__}: "
                                    f"{ckpt.first_line(e)})") from None
+    ckpt.non_finite_weights(sd["model"], path)
     return cfg, model.eval()
 
 
@@ -79,7 +82,7 @@ def save_result(run_dir: Path, name: str, iw_samples: int, command: str, chunk: 
     result = evaluate_run(run_dir, iw_samples=iw_samples, chunk=chunk, limit=limit, progress=progress, data_root=data_root)
     result.update(name=name, command=command, training=training_summary(run_dir), config_dict=cfg.to_dict())
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    ckpt.write_atomic(out_dir / f"{name}.json", lambda f: f.write((json.dumps(result, indent=1) + "\n").encode()))
     save_weights(cfg, model, out_dir / f"{name}.pt")
     return result
 
@@ -252,9 +255,24 @@ def study_targets(study: dict[str, Any]) -> list[str]:
             + ", ".join(f"`{r['name']}` (KL {r['class_kl_to_uniform']:.4f}, FID {r['fid_mnist']:.1f})" for r in good) + "."]
 
 
+RESULT = "a result lvae wrote (python -m lvae.results save writes one)"
+
+
 def load_rows(results_dir: Path, names: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The saved results among `names`, in that order."""
-    return [json.loads((results_dir / f"{n}.json").read_text()) for n in names if (results_dir / f"{n}.json").exists()]
+    """The saved results among `names`, in that order; each is checked by rendering it alone, so a damaged one is named."""
+    rows = []
+    for path in (results_dir / f"{n}.json" for n in names):
+        if path.exists():
+            r = read_json(path, RESULT)
+            with reading(path, RESULT, "restore it, or save the result again"):
+                _render_alone(r)
+            rows.append(r)
+    return rows
+
+
+def _render_alone(r: dict[str, Any]) -> str:
+    """Everything `render` writes about one result: what a damaged file breaks fails here, where the file is known."""
+    return "\n".join([headline_table([r]), top_latent_note([r]), fashion_intro([r]), *targets([r]), f"`{r['name']}`: `{r['command']}`"])
 
 
 def render(results_dir: Path = RESULTS) -> str:
@@ -281,11 +299,12 @@ def render(results_dir: Path = RESULTS) -> str:
                              ("bench-compare.json", "What the speed changes bought (`make bench-compare`)", _compare_table)):
         path = results_dir / fname
         if path.exists():
-            data = json.loads(path.read_text())
-            parts += ["", f"### {title}", ""]
-            if data.get("note"):
-                parts += [data["note"], ""]
-            parts.append(fn(data))
+            data = read_json(path, RESULT)
+            with reading(path, RESULT, "restore it, or run the command that writes it again"):
+                parts += ["", f"### {title}", ""]
+                if data.get("note"):
+                    parts += [str(data["note"]), ""]
+                parts.append(fn(data))
     return "\n".join(parts) if parts else "(no results yet: see `python -m lvae.results save`)"
 
 

@@ -33,6 +33,7 @@ from lvae.config import BetaSchedule, ConfigError, RunConfig, paper_config, vali
 from lvae.data import Split, load_split
 from lvae.losses import compute_loss
 from lvae.model import HierarchicalModel, build_model
+from lvae.runfiles import read_json, reading
 from lvae.runlock import run_lock
 from lvae.training import Trainer, evaluation_inputs, make_optimizer, normalised_config, read_jsonl
 
@@ -294,13 +295,17 @@ class RunSummary:
         return self.run_config.objective.beta
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), separators=(",", ":")) + "\n")
+        ckpt.write_atomic(path, lambda f: f.write((json.dumps(asdict(self), separators=(",", ":")) + "\n").encode()))
 
     @classmethod
     def load(cls, path: Path) -> "RunSummary":
-        return cls(**json.loads(Path(path).read_text()))
+        """A saved summary, checked as the figures use it (its config and curves); a damaged one is named."""
+        what = "a run summary lvae wrote"
+        data = read_json(path, what)
+        with reading(path, what, "delete it, and the figures will summarise the run again"):
+            summary = cls(**data)
+            validate(summary.run_config)
+        return summary
 
 
 def _window_means(values: list[Any], stride: int) -> list[Any]:
@@ -451,7 +456,7 @@ class Results:
         for label, name in HEADLINE.items():
             path = self.results_dir / f"{name}.json"
             if path.is_file() and not self.budget.tag:
-                out[label] = json.loads(path.read_text())
+                out[label] = read_json(path, "a result lvae wrote")
         return out
 
     @cached_property
