@@ -188,3 +188,17 @@ def test_a_really_full_disk_end_to_end(tmp_path, tiny_data, small_disk):
     a, b = load(ref), load(run)
     assert a["state"] == b["state"] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert (ref / "history.jsonl").read_text() == (run / "history.jsonl").read_text()
+
+
+# ----------------------------------------------------------------------------- readers during a write
+
+
+def test_a_log_being_appended_reads_as_its_whole_lines_and_damage_elsewhere_is_named(tmp_path):
+    """evaluate, figures and resume read the logs while a writer may be mid-line: the torn last line is left out."""
+    log = tmp_path / "history.jsonl"
+    whole = '{"iteration": 0, "epoch": 0, "beta": 1, "loss": 1, "recon": 1, "elbo": -1, "kl": [0.5]}\n'
+    log.write_text(whole * 2 + whole[:30])  # the third row half written
+    assert [r["iteration"] for r in read_jsonl(log)] == [0, 0]
+    log.write_text(whole + whole[:30] + "\n" + whole)  # a torn line with rows after it: damage, not a write in flight
+    with pytest.raises(ckpt.CheckpointError, match=rf"^{log}, line 2: not a JSON row"):
+        read_jsonl(log)
