@@ -196,7 +196,7 @@ def seed_claims(results_dir: Path) -> list[Claim]:
     if not all(p.is_file() for p in paths):
         return [Claim("seed README", "(all)", f"needs {paths[0]} and {paths[1]}", "not measured yet")]
     lvae, vae = (read_json(p, RESULT) for p in paths)
-    with reading(Path(f"{paths[0]} or {paths[1]}"), RESULT, "restore it, or save the result again"):
+    with reading(f"{paths[0]} or {paths[1]}", RESULT, "restore it, or save the result again"):
         return _seed_claims(lvae, vae)
 
 

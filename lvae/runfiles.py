@@ -27,8 +27,8 @@ LOG_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
 
 
 @contextmanager
-def reading(path: Path, what: str, fix: str = "") -> Iterator[None]:
-    """Turn what damaged contents of `path` raise in the body into one CheckpointError naming the file (and `fix`)."""
+def reading(path: Path | str, what: str, fix: str = "") -> Iterator[None]:
+    """Turn what damaged contents of `path` (a file, or words naming files) raise in the body into one CheckpointError naming it."""
     try:
         yield
     except CheckpointError:
