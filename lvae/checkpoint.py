@@ -9,17 +9,20 @@ silence. Checkpoints written before the digest existed load unchecked.
 
 Every write goes to a temporary file in the same folder, is fsynced, then renamed over
 the target, so a crash, a SIGKILL or a full disk leaves either the old file or the new
-one, never half of one. Failures become `CheckpointError`s that name the file.
+one, never half of one. Failures become `CheckpointError`s that name the file; a full disk
+becomes a `DiskFullError` that also says how much space the file needs and how much is free.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import lzma
 import os
 import pickle
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -27,21 +30,17 @@ from typing import Any, Callable
 
 import torch
 
+from lvae.runfiles import read_json, reading
+from lvae.errors import CheckpointError, DiskFullError, first_line  # noqa: F401  (raised and read through here too)
+
 CHECKPOINT_GLOB = "checkpoint-*.pt"
 LATEST = "checkpoint.pt"
 DIGEST = "digest"
 XZ_MAGIC = b"\xfd7zXZ\x00"  # an xz stream's first bytes; torch.save's files start with a zip's "PK"
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint (or run file) that cannot be used or written; the message names the file."""
-
-
-def first_line(e: BaseException) -> str:
-    """The first sentence of an exception's message: enough to name the problem on one line."""
-    text = str(e).strip()
-    first = text.splitlines()[0] if text else type(e).__name__
-    return first.split(". ")[0][:200]
+EXIT_DISK_FULL = 74  # sysexits' EX_IOERR: `python -m lvae` exits with it on a full disk
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _weights_only_reason(e: BaseException) -> str:
@@ -51,23 +50,80 @@ def _weights_only_reason(e: BaseException) -> str:
     return details[0][:200] if details else first_line(e)
 
 
+class _Recorder:
+    """A file's write(), counting bytes and keeping the OSError it raised.
+
+    torch.save swallows the writer's OSError and raises "[enforce fail at inline_container.cc]
+    unexpected pos" instead; the recorded error says what really happened (a full disk).
+    With `sink=None` nothing is written: only counted (the size a failed write needed).
+    """
+
+    def __init__(self, sink: Any = None):
+        self.sink, self.written, self.error = sink, 0, None
+
+    def write(self, data: Any) -> int:
+        try:
+            n = self.sink.write(data) if self.sink is not None else len(memoryview(data))
+        except OSError as e:
+            self.error = self.error or e
+            raise
+        self.written += n
+        return n
+
+    def flush(self) -> None:
+        if self.sink is not None:
+            self.sink.flush()
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
+        if n >= scale / 8:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def disk_full(path: Path, needed: int) -> DiskFullError:
+    """The one-line error for a write to `path` that ran out of space: what it needs, what is free."""
+    try:
+        free = _size(shutil.disk_usage(Path(path).parent).free)
+    except OSError:
+        free = "unknown"
+    return DiskFullError(f"could not write {path}: no space left on device (the file needs {_size(needed)}; {free} free there)")
+
+
 def write_atomic(path: Path, write: Callable[[Any], None]) -> None:
-    """Call `write(f)` on a temporary file beside `path`, fsync, then rename it over `path`."""
+    """Call `write(f)` on a temporary file beside `path`, fsync, then rename it over `path`.
+
+    `write` may be called a second time, on a sink that only counts, to size a write that
+    ran out of space; it must write the same bytes each time.
+    """
     path = Path(path)
-    tmp = None
+    tmp, recorder = None, _Recorder()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            recorder.sink = f
+            write(recorder)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
-        raise CheckpointError(f"could not write {path}: {e.strerror or first_line(e)}") from None
+    except Exception as e:
+        cause = recorder.error or e
+        if not isinstance(cause, OSError):
+            raise
+        if cause.errno in NO_SPACE:
+            _discard(tmp)  # first, so the free space reported is what the next try will have
+            write(counter := _Recorder())
+            raise disk_full(path, counter.written) from None
+        raise CheckpointError(f"could not write {path}: {cause.strerror or first_line(cause)}") from None
     finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        _discard(tmp)
+
+
+def _discard(tmp: str | None) -> None:
+    if tmp is not None and os.path.exists(tmp):
+        os.unlink(tmp)
 
 
 def digest(obj: Any) -> str:
@@ -196,17 +252,26 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: s
 
 
 def load_config(path: Path):
-    """The RunConfig in a run's config.json; a missing or damaged file gives one clear line."""
-    from lvae.config import RunConfig
-
+    """The RunConfig in a run's config.json, checked as a new one would be; a missing or damaged file gives one clear line."""
+    from lvae.config import ConfigError, RunConfig, validate
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path.parent}: not a run folder (no config.json); train one with: python -m lvae train --out {path.parent}")
-    try:
-        return RunConfig.from_dict(json.loads(path.read_text()))
-    except (ValueError, TypeError, KeyError, AttributeError) as e:
-        raise CheckpointError(f"{path}: not a valid run config ({type(e).__name__}: {first_line(e)}); "
-                          f"restore it, or start a new run with --overwrite") from None
+    what, fix = "a valid run config", "restore it, or start a new run with --overwrite"
+    with reading(path, what, fix):
+        cfg = RunConfig.from_dict(read_json(path, what))
+        try:
+            validate(cfg)  # a damaged value (a width of 10**12) is refused here, before a model is built from it
+        except ConfigError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+    return cfg
+
+
+def non_finite_weights(state: dict[str, Any], path: Path) -> None:
+    """Refuse weights holding NaN or Inf: a model built from them would give NaN numbers, not an error."""
+    bad = next((k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise CheckpointError(f"{path}: weight {bad} holds NaN or Inf; use another checkpoint")
 
 
 def epoch_weights(run_dir: Path, epoch: int) -> Path:
@@ -230,6 +295,7 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", epoch: int | Non
     model = build_model(cfg.model_kind, cfg.model).to(device)
     try:
         model.load_state_dict(sd["model"])
-    except (KeyError, RuntimeError, TypeError) as e:
+    except (KeyError, RuntimeError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{path}: does not match {run_dir / 'config.json'}: {first_line(e)}") from None
+    non_finite_weights(sd["model"], path)
     return cfg, model.eval()

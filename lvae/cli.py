@@ -1,6 +1,9 @@
 """`python -m lvae {train,sample,data,classifier,evaluate}`: thin argument parsing over the package.
 
-Every error a user can cause ends in one line on stderr that says what to fix.
+Every error a user can cause ends in one line on stderr that says what to fix. Exit codes:
+0 done, 2 an error to fix, 74 a full disk (`checkpoint.EXIT_DISK_FULL`: free space, then
+resume), 75 the run folder is being written by another process (`runlock.EXIT_LOCKED`),
+128 + N stopped by signal N (130: Ctrl-C).
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -15,6 +19,7 @@ import torch
 from lvae import checkpoint as ckpt
 from lvae.config import AMP_MODES, BOUNDS, DATASETS, KL_MODES, LADDER_INFERENCES, LADDER_UPS, LR_SCHEDULES, MODEL_KINDS, NAMED_CONFIGS, SCHEDULE_KINDS, ConfigError, RunConfig, named_config, validate
 from lvae.data import DataError, default_root, fetch, load_split
+from lvae.runlock import EXIT_LOCKED, RunLocked, run_lock
 
 RUN_FILES = ("config.json", "history.jsonl", "epochs.jsonl", ckpt.LATEST)
 
@@ -190,18 +195,19 @@ def cmd_train(a: argparse.Namespace) -> None:
     train_split = load_split(cfg.train.dataset, "train", root)
     test_split = load_split(cfg.train.dataset, "test", root)
     trainer = Trainer(cfg, out, train_split, test_split, progress=not a.no_progress, data_root=root)
-    if source is not None:  # the source's weights (and batch-norm statistics) in place of a fresh initialisation
-        trainer.model.load_state_dict(source.state_dict())
-    if a.resume:
-        trainer.resume()
-    elif trainer.dist.is_main:  # --overwrite: the old run goes only now that the new one is known to start
-        for name in existing:
-            (out / name).unlink()
-    result = trainer.fit()
-    if trainer.dist.is_main and result:
-        print(f"done: {out} (test ELBO {result['elbo']:.2f} nats/image)")
-    if trainer.dist.is_main and a.samples:  # the same grid as `sample RUN_DIR --n N`, without loading the run again
-        write_samples(trainer.model, a.samples, Path(out) / "samples.png")
+    with run_lock(out) if trainer.dist.is_main else nullcontext():  # one writer per run folder, taken before anything is written
+        if source is not None:  # the source's weights (and batch-norm statistics) in place of a fresh initialisation
+            trainer.model.load_state_dict(source.state_dict())
+        if a.resume:
+            trainer.resume()
+        elif trainer.dist.is_main:  # --overwrite: the old run goes only now that the new one is known to start
+            for name in existing:
+                (out / name).unlink()
+        result = trainer.fit()
+        if trainer.dist.is_main and result:
+            print(f"done: {out} (test ELBO {result['elbo']:.2f} nats/image)")
+        if trainer.dist.is_main and a.samples:  # the same grid as `sample RUN_DIR --n N`, without loading the run again
+            write_samples(trainer.model, a.samples, Path(out) / "samples.png")
 
 
 # ----------------------------------------------------------------------------- sample, data
@@ -313,10 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         if say:
             print(f"{prefix}interrupted", file=sys.stderr)
         return 130
-    except (ConfigError, DataError, ckpt.CheckpointError, NonFiniteError) as e:
+    except (ConfigError, DataError, ckpt.CheckpointError, NonFiniteError, RunLocked) as e:
         if say:
             print(f"{prefix}error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_LOCKED if isinstance(e, RunLocked) else ckpt.EXIT_DISK_FULL if isinstance(e, ckpt.DiskFullError) else 2
     finally:
         from lvae.distributed import shutdown
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import pickle
 import struct
@@ -72,17 +73,22 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    data = Path(path).read_bytes()
+    """A uint8 IDX file as an array; a damaged one (header, size) gives one DataError that names it."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise DataError(f"{path} cannot be read ({e.strerror}); delete it and fetch again") from None
     try:
         zero, dtype, ndim = struct.unpack(">HBB", data[:4])
         shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    except struct.error as e:
-        raise DataError(f"{path} is not an IDX file (truncated header); delete it and fetch again") from e
+    except struct.error:
+        raise DataError(f"{path} is not an IDX file (truncated header); delete it and fetch again") from None
     if zero != 0 or dtype != 0x08:
         raise DataError(f"{path} is not a uint8 IDX file; delete it and fetch again")
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(shape)):
-        raise DataError(f"{path} is truncated ({body.size} of {int(np.prod(shape))} values); delete it and fetch again")
+    expected = math.prod(shape)  # Python ints: a damaged header's dimensions cannot overflow
+    if body.size != expected:
+        raise DataError(f"{path} is truncated or damaged ({body.size} values where its header says {expected}); delete it and fetch again")
     return body.reshape(shape)
 
 
@@ -216,8 +222,12 @@ def load_split(dataset: str = "mnist", split: str = "train", root: Path | None =
     d = raw_dir(dataset, root)
     if not is_cached(dataset, root):
         raise DataError(f"{dataset} not found in {d}; fetch it with: {fetch_command(dataset, root)}")
-    images = read_idx(d / IDX_FILES[split, "images"])
-    labels = read_idx(d / IDX_FILES[split, "labels"])
+    images_path, labels_path = d / IDX_FILES[split, "images"], d / IDX_FILES[split, "labels"]
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or not len(images):
+        raise DataError(f"{images_path} holds an array of shape {images.shape}, not 28x28 images; delete it and fetch again")
+    if labels.ndim != 1 or (labels.size and labels.max() > 9):
+        raise DataError(f"{labels_path} holds no digit labels (shape {labels.shape}, values up to {labels.max(initial=0)}); delete it and fetch again")
     if len(images) != len(labels):
         raise DataError(f"{d}: {len(images)} images but {len(labels)} labels; delete the folder and fetch again")
     x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lvae import checkpoint as ckpt
+from lvae.runfiles import read_json
 from lvae.weights import MAX_BYTES, load_model, save_weights  # noqa: F401  (read through here by figures, runs, paper)
 
 RESULTS = Path("results")
@@ -44,7 +45,7 @@ def save_result(run_dir: Path, name: str, iw_samples: int, command: str, chunk: 
     result = evaluate_run(run_dir, iw_samples=iw_samples, chunk=chunk, limit=limit, progress=progress, data_root=data_root)
     result.update(name=name, command=command, training=training_summary(run_dir), config_dict=cfg.to_dict())
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    ckpt.write_atomic(out_dir / f"{name}.json", lambda f: f.write((json.dumps(result, indent=1) + "\n").encode()))
     save_weights(cfg, model, out_dir / f"{name}.pt")
     return result
 
@@ -57,9 +58,12 @@ def trained_epochs(r: dict[str, Any]) -> tuple[int, int]:
     trained = r["training"]["epochs"]
     return trained, r.get("config_dict", {}).get("train", {}).get("epochs", trained)
 
+RESULT = "a result lvae wrote (python -m lvae.results save writes one)"
+
+
 def load_rows(results_dir: Path, names: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The saved results among `names`, in that order."""
-    return [json.loads((results_dir / f"{n}.json").read_text()) for n in names if (results_dir / f"{n}.json").exists()]
+    """The saved results among `names`, in that order; a file that is no JSON object is named."""
+    return [read_json(path, RESULT) for path in (results_dir / f"{n}.json" for n in names) if path.exists()]
 
 
 def main(argv: list[str] | None = None) -> int:

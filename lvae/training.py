@@ -49,6 +49,7 @@ from lvae.data import Split, binarize, fixed_binarization
 from lvae.losses import kl_per_unit, log_likelihood, objective_loss
 from lvae.model import HierarchicalModel, build_model, use_fast_layout
 from lvae.progress import print_line, progress_bar
+from lvae.runfiles import read_jsonl  # noqa: F401 - the logs' reader, imported from here by runs, results and paper
 from lvae.schedules import beta_at, horizon_schedules, lr_at
 
 # Fields a resumed run may change; anything else must match the checkpoint. Changing one
@@ -188,29 +189,17 @@ def stop_signals() -> Iterator[dict[str, int | None]]:
 
 
 def _append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Append whole lines in one write; a reader (evaluate, figures) drops a torn last line."""
     if not rows:
         return
+    text = "".join(json.dumps(r) + "\n" for r in rows)
     try:
         with open(path, "a") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+            f.write(text)
     except OSError as e:
+        if e.errno in ckpt.NO_SPACE:
+            raise ckpt.disk_full(path, len(text.encode())) from None
         raise ckpt.CheckpointError(f"could not write {path}: {e.strerror or e}") from None
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The rows of a .jsonl log; a torn last line (a write cut short) is left out."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return rows
 
 
 def _truncate_jsonl(path: Path, key: str, limit: int) -> None:
@@ -381,8 +370,9 @@ class Trainer:
                               f"to train further, pass --epochs N with N > {self.state.epoch}")
         if self.dist.is_main:
             self.note_horizon()
-            _truncate_jsonl(self.run_dir / "history.jsonl", "iteration", self.state.iteration)
-            _truncate_jsonl(self.run_dir / "epochs.jsonl", "epoch", self.state.epoch)
+            with self.resumable():
+                _truncate_jsonl(self.run_dir / "history.jsonl", "iteration", self.state.iteration)
+                _truncate_jsonl(self.run_dir / "epochs.jsonl", "epoch", self.state.epoch)
 
     def note_horizon(self) -> None:
         """Say so when a resumed run stops elsewhere than the horizon its schedules span."""
@@ -405,8 +395,9 @@ class Trainer:
                 ckpt.save_rotating(self.state_dict(rng), self.run_dir, self.state.iteration, self.cfg.train.keep_checkpoints)
             except ckpt.CheckpointError as e:
                 error = e
-        if self.dist.any(error is not None):
-            raise ckpt.CheckpointError(f"{error or 'rank 0 could not write a checkpoint'}; {self.where_to_resume()}")
+        if self.dist.any(error is not None):  # a DiskFullError stays one: the command's exit code says "disk full"
+            kind = type(error) if error is not None else ckpt.CheckpointError
+            raise kind(f"{error or 'rank 0 could not write a checkpoint'}; {self.where_to_resume()}")
         self.last_saved = self.state.iteration
         pending.clear()
 
@@ -414,10 +405,19 @@ class Trainer:
         """The weights (with their config) at the end of this epoch, for scoring the run at this budget."""
         path = ckpt.epoch_weights(self.run_dir, self.state.epoch)
         try:
-            ckpt.save_atomic({"config": normalised_config(self.cfg), "model": self.model.state_dict(),
-                              "epoch": self.state.epoch, "iteration": self.state.iteration}, path)
+            with self.resumable():
+                ckpt.save_atomic({"config": normalised_config(self.cfg), "model": self.model.state_dict(),
+                                  "epoch": self.state.epoch, "iteration": self.state.iteration}, path)
         except OSError as e:
             raise ckpt.CheckpointError(f"could not write {path}: {e.strerror or e}; {self.where_to_resume()}") from None
+
+    @contextmanager
+    def resumable(self) -> Iterator[None]:
+        """A full disk while writing a run file (not a checkpoint) also says where the run can resume from."""
+        try:
+            yield
+        except ckpt.DiskFullError as e:
+            raise ckpt.DiskFullError(f"{e}; {self.where_to_resume()}") from None
 
     def resume_command(self, extra: str = "") -> str:
         launcher = f"torchrun --nproc_per_node {self.dist.world_size}" if self.dist.enabled else "python"
@@ -505,7 +505,8 @@ class Trainer:
         cfg, s = self.cfg, self.state
         cfg.train.schedule_epochs = cfg.train.horizon  # a fresh run fixes its horizon now; a resumed one already has
         if self.dist.is_main:
-            ckpt.write_atomic(self.run_dir / "config.json", lambda f: f.write((json.dumps(cfg.to_dict(), indent=2) + "\n").encode()))
+            with self.resumable():
+                ckpt.write_atomic(self.run_dir / "config.json", lambda f: f.write((json.dumps(cfg.to_dict(), indent=2) + "\n").encode()))
         self.model.train()
         pending: list[dict[str, Any]] = []
         last_eval: dict[str, Any] = {}
@@ -542,8 +543,9 @@ class Trainer:
                         recompute_batch_norm(self.model, self.train_split.images, cfg.model.likelihood, seed=cfg.train.seed + 7919 * (s.epoch + 1))
                     last_eval = split_elbo(self.model, self.test_x, cfg.model.likelihood, cfg.model.output_variance)
                     train_elbo = s.epoch_elbo_sum / max(1, s.batch_in_epoch)
-                    _append_jsonl(self.run_dir / "epochs.jsonl",
-                                  [{"epoch": s.epoch, "seconds": epoch_time, "train_elbo": train_elbo, **last_eval}])
+                    with self.resumable():
+                        _append_jsonl(self.run_dir / "epochs.jsonl",
+                                      [{"epoch": s.epoch, "seconds": epoch_time, "train_elbo": train_elbo, **last_eval}])
                     if self.progress:
                         print_line(f"epoch {s.epoch + 1}: test ELBO {last_eval['elbo']:.2f} nats "
                                    f"(recon {last_eval['recon']:.2f}, KL {[round(k, 2) for k in last_eval['kl']]}) in {epoch_time:.1f}s")

@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from lvae import checkpoint as ckpt
-from lvae.config import ConfigError, RunConfig
+from lvae.config import ConfigError, RunConfig, validate
+from lvae.runfiles import DATA_ERRORS
 
 MAX_BYTES = 10 * 2**20
 FORMATS = ("float32", "float16", "float16+xz")
@@ -58,11 +59,13 @@ def load_model(path: Path):
     sd = ckpt.load(path)
     try:
         cfg = RunConfig.from_dict(sd["config"])
+        validate(cfg)  # a damaged size (a width of 10**12) is refused before a model is built from it
         model = build_model(cfg.model_kind, cfg.model)
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd["model"].items()})
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:  # files older than the digest can be damaged unseen
+    except (ConfigError, *DATA_ERRORS, RuntimeError) as e:  # files older than the digest can be damaged unseen
         raise ckpt.CheckpointError(f"{path}: not a weights file that this version of lvae reads ({type(e).__name__}: "
                                    f"{ckpt.first_line(e)})") from None
+    ckpt.non_finite_weights(sd["model"], path)
     return cfg, model.eval()
 
 

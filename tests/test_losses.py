@@ -1,25 +1,64 @@
-"""The Bernoulli likelihood written without log1p, against float64 references."""
+"""The Bernoulli likelihood against float64 references: finite in value and gradient for every float32 logit."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.distributions import Bernoulli
 
-from lvae.losses import LOG_SIGMOID_LINEAR_BELOW, bernoulli_log_prob, log_sigmoid
+from lvae.config import LayerSpec, ModelConfig
+from lvae.data import synthetic_split
+from lvae.losses import bernoulli_log_prob, compute_loss, log_sigmoid
+from lvae.model import build_model
+
+# Every float32 scale a logit can take: dense near 0, then out to where sigmoid underflows (|z| >= 89) and beyond.
+LOGITS = torch.cat([torch.linspace(-1000, 1000, 200001), torch.tensor([-89.0, -88.7, -103.9, -104.0, 88.7, 89.0, -3e38, 3e38])])
 
 
-def test_log_sigmoid_is_float32_exact_in_both_regimes():
-    z = torch.cat([torch.linspace(-200, 60, 20001), torch.tensor([LOG_SIGMOID_LINEAR_BELOW, -15.0001, -14.9999])])
-    reference = F.logsigmoid(z.double())
-    got = log_sigmoid(z).double()
+def test_log_sigmoid_matches_float64_in_value_over_every_float32_scale():
+    got = log_sigmoid(LOGITS).double()
+    reference = F.logsigmoid(LOGITS.double())
     assert torch.isfinite(got).all()
     # relative to the answer's size, or 1e-6 absolute near 0 (where float32 itself rounds sigmoid(z) to 1)
     assert ((got - reference).abs() <= 1e-6 + 2e-7 * reference.abs()).all()
 
 
-def test_log_sigmoid_gradient_matches_torch():
-    z = torch.linspace(-40, 40, 801, dtype=torch.float32, requires_grad=True)
+def test_log_sigmoid_gradient_is_finite_and_matches_float64():
+    z = LOGITS.clone().requires_grad_(True)
     log_sigmoid(z).sum().backward()
-    assert torch.allclose(z.grad, torch.sigmoid(-z.detach()), atol=1e-6)
+    reference = torch.sigmoid(-LOGITS.double())  # d/dz log sigmoid(z)
+    assert torch.isfinite(z.grad).all()
+    assert (z.grad.double() - reference).abs().max() < 1e-6
+
+
+def test_bernoulli_log_prob_is_finite_in_gradient_for_huge_logits():
+    """The failure this replaces: a logit >= 89 gave a NaN gradient through log(sigmoid(-89)) = log(0)."""
+    logits = torch.tensor([-1000.0, -200.0, -89.0, 89.0, 200.0, 1000.0], requires_grad=True)
+    for x in (torch.zeros(6), torch.ones(6), torch.full((6,), 0.5)):
+        logits.grad = None
+        lp = bernoulli_log_prob(logits, x)
+        lp.sum().backward()
+        reference = -F.binary_cross_entropy_with_logits(logits.detach().double(), x.double(), reduction="none")
+        assert torch.isfinite(lp).all() and torch.isfinite(logits.grad).all()
+        assert torch.allclose(lp.double(), reference, rtol=1e-6, atol=1e-6)
+        assert torch.allclose(logits.grad.double(), x.double() - torch.sigmoid(logits.detach().double()), atol=1e-6)
+
+
+@pytest.mark.parametrize("bias", [200.0, -200.0])
+def test_a_model_whose_output_layer_saturates_has_a_finite_loss_and_finite_gradients(bias):
+    torch.manual_seed(0)
+    model = build_model("lvae", ModelConfig([LayerSpec("dense", (16,), 4), LayerSpec("dense", (8,), 2)], likelihood="bernoulli"))
+    head = model.out_head.net[0]
+    with torch.no_grad():
+        head.bias.fill_(bias)  # every pixel logit near +-200: sigmoid is exactly 0 or 1 in float32
+    x = torch.bernoulli(synthetic_split(8, 0).images, generator=torch.Generator().manual_seed(0))
+    out = model(x)
+    assert (out.x_logits.abs() > 150).all()
+    terms = compute_loss(out, x, "bernoulli", beta=1.0)
+    terms.loss.backward()
+    assert torch.isfinite(terms.loss) and terms.loss > 1000  # a wrong pixel costs ~200 nats: large, but a number
+    grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    assert grads and all(torch.isfinite(g).all() for g in grads.values()), [n for n, g in grads.items() if not torch.isfinite(g).all()]
+    assert head.bias.grad.abs().sum() > 0  # the saturated pixels still pull the logits back
 
 
 def test_bernoulli_log_prob_matches_torch_distributions_for_binary_and_grey_pixels():

@@ -195,9 +195,9 @@ def test_full_disk_stops_cleanly_and_the_previous_checkpoint_survives(tmp_path, 
     rc = main(["train", "--config", "paper", "--batch-size", "32", "--epochs", "1", "--checkpoint-every", "3",
                "--data-root", str(tiny_data), "--out", str(run), "--no-progress"])
     err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1
-    assert err.startswith(f"error: could not write {run / 'checkpoint-00000006.pt'}: No space left on device; "
-                          f"the last good checkpoint {run / ckpt.LATEST} (iteration 3) is intact")
+    assert rc == ckpt.EXIT_DISK_FULL and err.count("\n") == 1
+    assert err.startswith(f"error: could not write {run / 'checkpoint-00000006.pt'}: no space left on device (the file needs ")
+    assert f"free there); the last good checkpoint {run / ckpt.LATEST} (iteration 3) is intact; resume with: " in err
     assert load(run)["state"]["iteration"] == 3 and not list(run.glob(".*"))
     monkeypatch.undo()
     assert main(["train", "--resume", str(run), "--data-root", str(tiny_data), "--no-progress"]) == 0

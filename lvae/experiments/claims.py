@@ -12,12 +12,12 @@ give no verdict below three seeds per arm. `python -m lvae.report.docs` (`make r
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from lvae.experiments import paper
+from lvae.runfiles import read_json, reading
 from lvae.experiments.effects import MIN_SEEDS, REPRODUCED, Effect, known_effect, paired_effect, seed_effect, tally, verdict
 
 # Sønderby et al. (2016), MNIST, 5 stochastic layers, 5000 importance samples (their table 1).
@@ -27,6 +27,7 @@ PAPER_LVAE_FINETUNED_IW_NLL = 81.74
 PAPER_BEST_TARGET_NLL = 82.0  # this repo's own target for `make paper-best`: K = 5000, one command, <= 60 min of training
 COLLAPSED = 0.1  # a layer with fewer than 10 % of its units active has collapsed
 CLASS_KL_UNEVEN = 0.02  # nats: above this, prior samples' digit classes are uneven
+RESULT = "a result lvae wrote"
 
 Run = dict[str, Any]
 Runs = dict[int, Run]  # by training seed
@@ -242,7 +243,12 @@ def paper_best_claim(results_dir: Path) -> Claim:
     path = results_dir / "paper-best.json"
     if not path.is_file():
         return Claim("this repo", claim, "not trained yet (`make paper-best`)", "not measured yet")
-    r = json.loads(path.read_text())
+    r = read_json(path, RESULT)
+    with reading(path, RESULT, "restore it, or run make paper-best again"):
+        return _paper_best_claim(claim, r)
+
+
+def _paper_best_claim(claim: str, r: Run) -> Claim:
     effect = known_effect(r["nll"] - PAPER_BEST_TARGET_NLL, r["nll_stderr"])
     measured = (f"{r['nll']:.2f} ± {r['nll_stderr']:.2f} nats (K = {r['iw_samples']}, {r['training']['epochs']} epochs, "
                 f"{r['train_wall_minutes']:.1f} min wall clock on {r['train_threads']} CPU threads, one uninterrupted command, "
@@ -257,7 +263,12 @@ def seed_claims(results_dir: Path) -> list[Claim]:
     paths = [results_dir / "seed-lvae.json", results_dir / "seed-vae.json"]
     if not all(p.is_file() for p in paths):
         return [Claim("seed README", "(all)", f"needs {paths[0]} and {paths[1]}", "not measured yet")]
-    lvae, vae = (json.loads(p.read_text()) for p in paths)
+    lvae, vae = (read_json(p, RESULT) for p in paths)
+    with reading(f"{paths[0]} or {paths[1]}", RESULT, "restore it, or save the result again"):
+        return _seed_claims(lvae, vae)
+
+
+def _seed_claims(lvae: Run, vae: Run) -> list[Claim]:
     claims = []
     sharper = known_effect(lvae["fid_mnist"] - 0.9 * vae["fid_mnist"], 0.0)
     claims.append(Claim("seed README", "Ladder samples are readable where the (top-latent) VAE's are blurry averages",
@@ -293,7 +304,12 @@ def summary(results_dir: Path = Path("results")) -> list[str]:
 
 
 def render(results_dir: Path = Path("results")) -> str:
-    results = paper.load_results(results_dir / "paper")
+    with reading(results_dir / "paper", "a folder of results lvae.experiments.paper wrote",
+                 "restore the damaged file, or delete it and run make paper"):
+        return _render(results_dir, paper.load_results(results_dir / "paper"))
+
+
+def _render(results_dir: Path, results: dict[str, Run]) -> str:
     done = sum(1 for r in results.values() if r["group"] == "sweep")
     total = len(paper.DEPTHS) * len(paper.VARIANTS) * len(paper.SEEDS)
     long_done = sum(1 for r in results.values() if r["group"] == "long")

@@ -33,6 +33,8 @@ from lvae.config import FIRST_SETUP_MODEL, FIRST_SETUP_TRAIN, BetaSchedule, Conf
 from lvae.data import Split, load_split
 from lvae.losses import compute_loss
 from lvae.model import HierarchicalModel, build_model
+from lvae.runfiles import read_json, reading
+from lvae.runlock import run_lock
 from lvae.training import Trainer, evaluation_inputs, make_optimizer, normalised_config, read_jsonl
 
 # The repository (lvae is installed editable); notebooks run from notebooks/, so paths are anchored here.
@@ -218,15 +220,16 @@ def ensure_run(cfg: RunConfig, run_dir: Path, data: "Data", progress: bool = Tru
         if diffs:
             raise ConfigError(f"{run_dir} holds a run made differently ({'; '.join(diffs[:3])}); "
                               f"move it away or delete it, and the figures will train the run they need")
-        resume = (run_dir / ckpt.LATEST).is_file()
-        if not resume:  # a run of this config that died before its first checkpoint: start it afresh
+    validate(cfg)
+    with run_lock(run_dir):  # one writer per run folder (lvae.runlock), before anything is deleted
+        if resume and not (run_dir / ckpt.LATEST).is_file():  # a run of this config that died before its first checkpoint: start afresh
             from lvae.cli import existing_run_files
 
             for name in existing_run_files(run_dir):
                 (run_dir / name).unlink()
-    validate(cfg)
-    with torch.enable_grad():  # a notebook may have switched autograd off for its own cells
-        return _train(cfg, run_dir, data, progress, resume)
+            resume = False
+        with torch.enable_grad():  # a notebook may have switched autograd off for its own cells
+            return _train(cfg, run_dir, data, progress, resume)
 
 
 def shown(path: Path) -> Path:
@@ -306,13 +309,17 @@ class RunSummary:
         return self.run_config.objective.beta
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), separators=(",", ":")) + "\n")
+        ckpt.write_atomic(path, lambda f: f.write((json.dumps(asdict(self), separators=(",", ":")) + "\n").encode()))
 
     @classmethod
     def load(cls, path: Path) -> "RunSummary":
-        return cls(**json.loads(Path(path).read_text()))
+        """A saved summary, checked as the figures use it (its config and curves); a damaged one is named."""
+        what = "a run summary lvae wrote"
+        data = read_json(path, what)
+        with reading(path, what, "delete it, and the figures will summarise the run again"):
+            summary = cls(**data)
+            validate(summary.run_config)
+        return summary
 
 
 def _window_means(values: list[Any], stride: int) -> list[Any]:
@@ -463,7 +470,7 @@ class Results:
         for label, name in HEADLINE.items():
             path = self.results_dir / f"{name}.json"
             if path.is_file() and not self.budget.tag:
-                out[label] = json.loads(path.read_text())
+                out[label] = read_json(path, "a result lvae wrote")
         return out
 
     @cached_property

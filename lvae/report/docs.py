@@ -16,9 +16,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lvae.checkpoint import CheckpointError
 from lvae.experiments import claims
 from lvae.experiments.effects import known_effect, verdict
-from lvae.results import FASHION, HEADLINE, RESULTS, load_rows, trained_epochs
+from lvae.results import FASHION, HEADLINE, RESULT, RESULTS, trained_epochs
+from lvae.results import load_rows as load_json_rows
+from lvae.runfiles import read_json, reading
 from lvae.textblocks import replace_blocks
 
 README = Path("README.md")
@@ -118,6 +121,21 @@ def study_targets(study: dict[str, Any]) -> list[str]:
     return [f"Near class-uniform (KL ≤ 0.02) and as sharp as the shipped seed LVAE (FID_MNIST ≤ {ref:.1f}): "
             + ", ".join(f"`{r['name']}` (KL {r['class_kl_to_uniform']:.4f}, FID {r['fid_mnist']:.1f})" for r in good) + "."]
 
+def load_rows(results_dir: Path, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The saved results among `names`, in that order; each is checked by rendering it alone, so a damaged one is named."""
+    rows = []
+    for r, name in zip(load_json_rows(results_dir, names), [n for n in names if (results_dir / f"{n}.json").exists()]):
+        with reading(results_dir / f"{name}.json", RESULT, "restore it, or save the result again"):
+            _render_alone(r)
+        rows.append(r)
+    return rows
+
+
+def _render_alone(r: dict[str, Any]) -> str:
+    """Everything `render` writes about one result: what a damaged file breaks fails here, where the file is known."""
+    return "\n".join([headline_table([r]), top_latent_note([r]), fashion_intro([r]), *targets([r]), f"`{r['name']}`: `{r['command']}`"])
+
+
 def render(results_dir: Path = RESULTS) -> str:
     """The markdown that goes between the README's results markers."""
     parts = []
@@ -139,11 +157,12 @@ def render(results_dir: Path = RESULTS) -> str:
                              ("seed-study.json", "The seed's class imbalance (\"mode collapse\")", seed_study_table)):
         path = results_dir / fname
         if path.exists():
-            data = json.loads(path.read_text())
-            parts += ["", f"### {title}", ""]
-            if data.get("note"):
-                parts += [data["note"], ""]
-            parts.append(fn(data))
+            data = read_json(path, RESULT)
+            with reading(path, RESULT, "restore it, or run the command that writes it again"):
+                parts += ["", f"### {title}", ""]
+                if data.get("note"):
+                    parts += [str(data["note"]), ""]
+                parts.append(fn(data))
     return "\n".join(parts) if parts else "(no results yet: see `python -m lvae.results save`)"
 
 
@@ -177,7 +196,12 @@ def update(results_dir: Path = RESULTS, root: Path = Path("."), check: bool = Fa
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lvae.report.docs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="fail if a rendered block is not up to date")
-    return update(check=ap.parse_args(argv).check)
+    check = ap.parse_args(argv).check
+    try:
+        return update(check=check)
+    except CheckpointError as e:  # a damaged results file: one line that names it
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

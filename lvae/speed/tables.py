@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lvae.results import RESULTS
+from lvae.checkpoint import CheckpointError
+from lvae.results import RESULT, RESULTS
+from lvae.runfiles import read_json, reading
 from lvae.speed.bench import bench_table
 from lvae.textblocks import replace_blocks
 
@@ -36,11 +38,12 @@ def render(results_dir: Path = RESULTS) -> str:
                              ("bench-compare.json", "What the speed changes bought (`make bench-compare`)", _compare_table)):
         path = results_dir / fname
         if path.exists():
-            data = json.loads(path.read_text())
-            parts += ["", f"## {title}", ""]
-            if data.get("note"):
-                parts += [data["note"], ""]
-            parts.append(fn(data))
+            data = read_json(path, RESULT)
+            with reading(path, RESULT, "restore it, or run the command that writes it again"):
+                parts += ["", f"## {title}", ""]
+                if data.get("note"):
+                    parts += [str(data["note"]), ""]
+                parts.append(fn(data))
     return "\n".join(parts).strip() or "(no benchmarks yet: `make bench`)"
 
 
@@ -48,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lvae.speed.tables", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help=f"fail if {DOC} is not up to date")
     a = ap.parse_args(argv)
-    return replace_blocks(DOC, {(START, END): render()}, check=a.check)
+    try:
+        return replace_blocks(DOC, {(START, END): render()}, check=a.check)
+    except CheckpointError as e:  # a damaged benchmark file: one line that names it
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
