@@ -325,12 +325,14 @@ def fig_layers_seed(r: Results) -> Figure:
 def fig_layers_paper(r: Results) -> Figure:
     from lvae.results import load_model
 
-    folder = r.results_dir / "paper"
-    path = next((p for p in (folder / "long-lvae-bn-wu-s0.pt",) if p.is_file()), None)
-    if path is None:
-        raise SkipFigure(f"needs the 5-layer ladder's weights in {shown(folder)} (make paper)")
-    cfg, model = load_model(path)
-    return _layer_figure(model, r, f"What each layer holds: the paper's 5-layer LVAE ({cfg.train.epochs} epochs)\n"
+    # the long seed-0 ladder once `make paper` has trained it; until then the first setup's 100-epoch ladder, said so
+    candidates = ((r.results_dir / "paper" / "long-lvae-bn-wu-s0.pt", ""),
+                  (r.results_dir / "paper-v1" / "headline-lvae-bn-wu.pt", ", the first setup (results/paper-v1)"))
+    found = next(((p, note) for p, note in candidates if p.is_file()), None)
+    if found is None:
+        raise SkipFigure(f"needs the 5-layer ladder's weights in {shown(r.results_dir / 'paper')} (make paper)")
+    cfg, model = load_model(found[0])
+    return _layer_figure(model, r, f"What each layer holds: the paper's 5-layer LVAE ({cfg.train.epochs} epochs{found[1]})\n"
                                    "the digit, then its upper layers kept and the rest drawn")
 
 
