@@ -126,8 +126,13 @@ def _discard(tmp: str | None) -> None:
         os.unlink(tmp)
 
 
-def digest(obj: Any) -> str:
-    """sha256 over every tensor's dtype, shape and bytes and every plain value, keys sorted.
+DIGEST_V2 = "v2:"  # digests that also cover each container's kind and length
+
+
+def digest(obj: Any, version: int = 2) -> str:
+    """sha256 over every tensor's dtype, shape and bytes and every plain value, keys sorted; version 2
+    also over each dict's and list's kind and length, so an empty list flipped into an empty dict (one
+    bit in the pickle) no longer hashes the same. Version 1 is what files written before it carry.
 
     Walks with a stack, not recursion: a hostile file may nest lists deeper than Python's
     recursion limit. The top-level `DIGEST` entry is left out.
@@ -137,8 +142,12 @@ def digest(obj: Any) -> str:
     while stack:
         name, value = stack.pop()
         if isinstance(value, dict):
+            if version >= 2:
+                h.update(f"{name}:dict{len(value)}\n".encode())
             stack += [(f"{name}/{k}", v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]), reverse=True)]
         elif isinstance(value, (list, tuple)):
+            if version >= 2:
+                h.update(f"{name}:list{len(value)}\n".encode())
             stack += [(f"{name}/{i}", v) for i, v in reversed(list(enumerate(value)))]
         elif isinstance(value, torch.Tensor):
             t = value.detach().cpu().contiguous()
@@ -159,7 +168,7 @@ def encode(obj: Any, compress: bool = False) -> bytes:
     """The bytes `save_atomic` writes: torch.save's, of a dict with its digest added, xz-compressed if
     `compress` (`load` reads either)."""
     if isinstance(obj, dict):
-        obj = {**obj, DIGEST: digest(obj)}
+        obj = {**obj, DIGEST: DIGEST_V2 + digest(obj)}
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return lzma.compress(buffer.getvalue()) if compress else buffer.getvalue()
@@ -191,7 +200,9 @@ def _unpickle(path: Path, map_location: str | torch.device) -> Any:
 
 def _matches_digest(obj: dict[str, Any], expected: Any) -> bool:
     try:
-        return expected == digest(obj)
+        if isinstance(expected, str) and expected.startswith(DIGEST_V2):
+            return expected == DIGEST_V2 + digest(obj)
+        return expected == digest(obj, version=1)  # a file written before version 2
     except (RuntimeError, TypeError, ValueError):  # a tensor lvae never writes (sparse, quantized): not ours
         return False
 

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 matplotlib.use("Agg")
 
-from lvae import plots  # noqa: E402
+from lvae.report import plots  # noqa: E402
 from lvae.latents import merge_gaussians  # noqa: E402
 
 

@@ -39,7 +39,9 @@ def test_a_weights_file_scores_and_samples_like_its_run(tmp_path, tiny_data, cap
         assert save_weights(cfg, model, path, formats=(fmt,)) == fmt
         got = evaluate_run(path, **score)
         assert got["run"] == str(path) and got["images"] == 16 and got["iw_samples"] == 50
-        assert abs(got["nll"] - reference["nll"]) < 0.02, fmt
+        # float16 rounds each weight to a relative 2^-11: on this barely trained model (about 230 nats an image)
+        # that moves the NLL by about 1e-4 of itself; a trained model (80-90 nats) stays within 0.02
+        assert abs(got["nll"] - reference["nll"]) < max(0.02, 2e-4 * reference["nll"]), fmt
         if fmt == "float32":
             assert got["nll"] == reference["nll"] and got["per_image_log_px"] == reference["per_image_log_px"]  # the same model
 

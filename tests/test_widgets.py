@@ -5,7 +5,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from lvae import runs as lvae_runs  # noqa: E402  (the module; `runs` below is a fixture)
+from lvae.experiments import runs as lvae_runs  # noqa: E402  (the module; `runs` below is a fixture)
 from lvae.config import BetaSchedule, ConfigError  # noqa: E402
 from lvae.schedules import beta_curve  # noqa: E402
 from lvae.training import normalised_config  # noqa: E402
