@@ -269,8 +269,8 @@ def fig_paper_depth(r: Results) -> Figure:
     runs = sum(n for p in points.values() for _, _, n in p.values())
     total = len(paper.DEPTHS) * len(paper.VARIANTS) * len(paper.SEEDS)
     status = "" if runs == total else f"\npartial: {runs} of {total} runs"
-    return plots.nll_vs_depth(points, f"Test NLL against depth ({paper.SWEEP.epochs} epochs, K = {paper.SWEEP.iw_samples}, "
-                                      f"mean and 95 % interval over seeds){status}")
+    return plots.nll_vs_depth(points, f"Test NLL against depth\n{paper.SWEEP.epochs} epochs, K = {paper.SWEEP.iw_samples}; "
+                                      f"mean and 95 % interval over seeds{status}")
 
 
 def fig_paper_budget(r: Results) -> Figure:

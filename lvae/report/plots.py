@@ -357,7 +357,8 @@ def nll_vs_depth(points: Mapping[str, Mapping[int, tuple[float, float, int]]], t
         offset = 0.06 * (i - (len(points) - 1) / 2)  # side by side, so one model's bars do not hide another's
         ax.errorbar(np.array(depths) + offset, nll, yerr=err, marker="o", ms=4, capsize=2, lw=1.4,
                     color=PAPER_COLORS.get(label, f"C{i}"), label=label)
-    ax.set(xlabel="stochastic layers", ylabel="test NLL (nats, IW bound; lower is better)", title=title, xticks=[1, 2, 3, 4, 5])
+    ax.set(xlabel="stochastic layers", ylabel="test NLL (nats, IW bound; lower is better)", title=title, xticks=[1, 2, 3, 4, 5],
+           xlim=(0.6, 5.4))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
