@@ -48,7 +48,7 @@ def test_each_variant_is_the_paper_config_with_its_changes(variant):
     assert (cfg.model.var_floor, cfg.model.leaky_slope, cfg.model.head_batch_norm) == (1e-5, 0.01, True)
 
 
-def test_a_long_run_keeps_and_scores_its_epochs(tiny_data, tmp_path):
+def test_a_long_run_keeps_and_scores_its_epochs(tiny_data, tmp_path, capsys):
     exp = paper.Experiment("long-lvae-bn-wu-s0", "long", "lvae-bn-wu", 5, paper.LONG, seed=0)
     cfg = config_from_args(build_parser().parse_args(exp.train_argv(Path("runs/x"))))
     assert cfg.train.keep_epochs == paper.LONG.keep_epochs and cfg.train.epochs == paper.LONG.epochs
@@ -58,6 +58,13 @@ def test_a_long_run_keeps_and_scores_its_epochs(tiny_data, tmp_path):
     assert paper.main(argv) == 0
     r = json.loads((tmp_path / "res" / "long-lvae-bn-wu-s0.json").read_text())
     curve = r["budget_curve"]
+    # a scorer run beside training fills the same cache the runner reads: the same number, not scored twice
+    cache = tmp_path / "runs" / "long-lvae-bn-wu-s0" / "scores" / "epoch-1-K4.json"
+    assert json.loads(cache.read_text())["nll"] == curve["1"]["nll"]
+    cache.unlink()
+    assert paper.main([*argv, "--score-kept"]) == 0
+    assert json.loads(cache.read_text())["per_image_log_px"] == curve["1"]["per_image_log_px"]
+    assert paper.main([*argv, "--score-kept"]) == 0 and "scored 0 kept epoch(s)" in capsys.readouterr().out
     assert sorted(curve, key=int) == ["1", "2"] and curve["2"]["nll"] == r["nll"]
     assert curve["1"]["nll"] != r["nll"] and len(curve["1"]["per_image_log_px"]) == len(r["per_image_log_px"])
     assert "--epoch 1" in curve["1"]["command"]

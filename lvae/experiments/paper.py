@@ -289,6 +289,17 @@ def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say
     return result
 
 
+def score_kept(exp: Experiment, runs: Path, threads: int, say, data_root: Path | None = None) -> int:
+    """Score every epoch a long run has kept so far and not scored yet, into the cache `run_experiment` reads
+    (the same command and seed, so the numbers are the ones it would compute itself). Returns how many."""
+    run_dir = runs / exp.name
+    kept = [e for e in exp.budget.keep_epochs if e < exp.budget.epochs and ckpt.epoch_weights(run_dir, e).is_file()]
+    missing = [e for e in kept if not (run_dir / "scores" / f"epoch-{e}-K{exp.budget.iw_samples}.json").exists()]
+    for e in missing:
+        likelihood_score(run_dir, exp.budget.iw_samples, e, run_dir / "score-log.txt", threads, say, exp.name, data_root)
+    return len(missing)
+
+
 def add_per_image(exp: Experiment, runs: Path, results: Path, threads: int, say, data_root: Path | None = None) -> bool:
     """Re-score a finished run whose JSON predates per-image estimates, with the same evaluate command,
     so that comparisons with it can be paired image by image; the JSON keeps both NLLs. False: nothing to do."""
@@ -368,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=RUNS)
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--no-estimate", action="store_true", help="skip the timing that the estimate needs")
+    p.add_argument("--score-kept", action="store_true",
+                   help="score the weights that unfinished long runs have kept so far (K as their budget says), then exit: "
+                        "run it beside a long run, so the run's own scoring at the end has only its last epoch left")
     p.add_argument("--add-per-image", action="store_true",
                    help="re-score finished sweep runs (or the --only ones) whose JSON has no per-image estimates, so comparisons are paired")
     smoke = p.add_argument_group("smoke runs (a quick check of the pipeline; send them to another --results folder)")
@@ -398,6 +412,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{e.name:28s} {VARIANTS[e.variant].label:16s} L={e.depth} {e.budget.epochs} epochs K={e.budget.iw_samples}: {state}")
         return 0
     threads = max(1, (os.cpu_count() or 1) // a.jobs)
+    if a.score_kept:
+        threads = 1
+        done = sum(score_kept(e, a.runs, threads, lambda m: print(m, flush=True), a.data_root) for e in todo if e.group == "long")
+        print(f"scored {done} kept epoch(s)")
+        return 0
     if a.add_per_image:
         chosen = [e for e in todo if e.group == "sweep"]
         with ThreadPoolExecutor(a.jobs) as pool:
