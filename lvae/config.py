@@ -269,6 +269,15 @@ FIRST_SETUP_MODEL: dict[str, Any] = dict(var_floor=1e-4, leaky_slope=0.1, head_b
 FIRST_SETUP_TRAIN: dict[str, Any] = dict(grad_clip=None, grad_clip_value=None, adam_eps=1e-8, bn_recompute=False)
 
 
+def with_first_setup(cfg: RunConfig) -> RunConfig:
+    """`cfg` with this repo's first setup in place of the paper code's choices (docs/fidelity.md), in place."""
+    for key, value in FIRST_SETUP_MODEL.items():
+        setattr(cfg.model, key, value)
+    for key, value in FIRST_SETUP_TRAIN.items():
+        setattr(cfg.train, key, value)
+    return cfg
+
+
 PAPER_BEST_WIDTHS = (1024, 512, 256, 128, 64)
 PAPER_BEST_EPOCHS = 160
 
@@ -280,12 +289,8 @@ def paper_best_config() -> RunConfig:
     cosine learning rate from 2e-3 to 0. The epochs are as many as train within 60 minutes
     in the run that `results/paper-best.json` records (its wall time and threads are in it).
     """
-    cfg = paper_config()
+    cfg = with_first_setup(paper_config())  # as results/paper-best.json was trained
     cfg.name = "paper-best"
-    for key, value in FIRST_SETUP_MODEL.items():  # as results/paper-best.json was trained
-        setattr(cfg.model, key, value)
-    for key, value in FIRST_SETUP_TRAIN.items():
-        setattr(cfg.train, key, value)
     cfg.model.layers = [LayerSpec("dense", (w, w), latent=spec.latent) for w, spec in zip(PAPER_BEST_WIDTHS, cfg.model.layers)]
     cfg.train.lr_schedule = "cosine"
     cfg.train.epochs = PAPER_BEST_EPOCHS

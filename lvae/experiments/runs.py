@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from lvae import checkpoint as ckpt
-from lvae.config import FIRST_SETUP_MODEL, FIRST_SETUP_TRAIN, BetaSchedule, ConfigError, RunConfig, paper_config, validate
+from lvae.config import BetaSchedule, ConfigError, RunConfig, paper_config, validate, with_first_setup
 from lvae.data import Split, load_split
 from lvae.losses import compute_loss
 from lvae.model import HierarchicalModel, build_model
@@ -105,12 +105,8 @@ HEADLINE = {"LVAE": "seed-lvae", "top-latent VAE": "seed-vae"}
 def warmup_base(b: Budget) -> RunConfig:
     """The warm-up study's model: the paper's five-layer ladder, on a subset, one checkpoint per epoch, in the
     first setup (docs/fidelity.md), where the study's committed summaries and notebook 03's account of them were made."""
-    cfg = paper_config()
+    cfg = with_first_setup(paper_config())
     cfg.name = "warmup"
-    for key, value in FIRST_SETUP_MODEL.items():
-        setattr(cfg.model, key, value)
-    for key, value in FIRST_SETUP_TRAIN.items():
-        setattr(cfg.train, key, value)
     cfg.train.limit, cfg.train.epochs = b.warmup_limit, b.warmup_epochs
     cfg.train.checkpoint_every = iterations_per_epoch(cfg)
     cfg.train.keep_checkpoints = b.warmup_epochs
