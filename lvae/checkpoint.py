@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
-import json
 import lzma
 import os
 import pickle

@@ -5,6 +5,11 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import Any, Callable
+
+from lvae.runfiles import read_json, reading
+
+JSON_FILE = "a results file lvae wrote"
 
 
 def replaced(text: str, blocks: dict[tuple[str, str], str], where: Path) -> str:
@@ -29,3 +34,19 @@ def replace_blocks(path: Path, blocks: dict[tuple[str, str], str], check: bool =
     Path(path).write_text(new)
     print(f"{path} updated")
     return 0
+
+
+def json_sections(results_dir: Path, sections: tuple[tuple[str, str, Callable[[Any], str]], ...], heading: str = "###") -> list[str]:
+    """For each (file name, title, render) whose file is in `results_dir`: a heading, the file's own note, and
+    render(its contents); a damaged file gives one line that names it."""
+    parts: list[str] = []
+    for fname, title, render in sections:
+        path = Path(results_dir) / fname
+        if path.exists():
+            data = read_json(path, JSON_FILE)
+            with reading(path, JSON_FILE, "restore it, or run the command that writes it again"):
+                parts += ["", f"{heading} {title}", ""]
+                if data.get("note"):
+                    parts += [str(data["note"]), ""]
+                parts.append(render(data))
+    return parts

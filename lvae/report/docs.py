@@ -21,8 +21,8 @@ from lvae.experiments import claims
 from lvae.experiments.effects import known_effect, verdict
 from lvae.results import FASHION, HEADLINE, RESULT, RESULTS, trained_epochs
 from lvae.results import load_rows as load_json_rows
-from lvae.runfiles import read_json, reading
-from lvae.textblocks import replace_blocks
+from lvae.runfiles import reading
+from lvae.textblocks import json_sections, replace_blocks
 
 README = Path("README.md")
 RESULTS_DOC = Path("docs/results.md")
@@ -152,17 +152,9 @@ def render(results_dir: Path = RESULTS) -> str:
     if fashion:
         parts += ["", "### Fashion-MNIST", "", fashion_intro(fashion), "", headline_table(fashion), "",
                   "Commands (`make fashion`):", "", *[f"- `{r['name']}`: `{r['command']}`" for r in fashion], "",
-                  "![Fashion-MNIST samples](figures/fashion_samples.png)"]
-    for fname, title, fn in (("paper-ablations.json", "Ablations on the `paper` LVAE (the first setup, docs/fidelity.md)", ablation_table),
-                             ("seed-study.json", "The seed's class imbalance (\"mode collapse\")", seed_study_table)):
-        path = results_dir / fname
-        if path.exists():
-            data = read_json(path, RESULT)
-            with reading(path, RESULT, "restore it, or run the command that writes it again"):
-                parts += ["", f"### {title}", ""]
-                if data.get("note"):
-                    parts += [str(data["note"]), ""]
-                parts.append(fn(data))
+                  "![Fashion-MNIST samples](../figures/fashion_samples.png)"]
+    parts += json_sections(results_dir, (("paper-ablations.json", "Ablations on the `paper` LVAE (the first setup, docs/fidelity.md)", ablation_table),
+                                         ("seed-study.json", "The seed's class imbalance (\"mode collapse\")", seed_study_table)))
     return "\n".join(parts) if parts else "(no results yet: see `python -m lvae.results save`)"
 
 

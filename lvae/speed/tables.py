@@ -6,16 +6,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from lvae.checkpoint import CheckpointError
-from lvae.results import RESULT, RESULTS
-from lvae.runfiles import read_json, reading
+from lvae.results import RESULTS
 from lvae.speed.bench import bench_table
-from lvae.textblocks import replace_blocks
+from lvae.textblocks import json_sections, replace_blocks
 
 DOC = Path("docs/speed.md")
 START, END = "<!-- speed:start -->", "<!-- speed:end -->"
@@ -32,18 +30,9 @@ def _compare_table(b: dict[str, Any]) -> str:
     return table(b)
 
 def render(results_dir: Path = RESULTS) -> str:
-    parts = []
-    for fname, title, fn in (("bench.json", "Speed (`make bench`)", bench_table),
-                             ("bench-parallel.json", "Threads or processes (`python -m lvae.speed.bench_parallel`)", _parallel_table),
-                             ("bench-compare.json", "What the speed changes bought (`make bench-compare`)", _compare_table)):
-        path = results_dir / fname
-        if path.exists():
-            data = read_json(path, RESULT)
-            with reading(path, RESULT, "restore it, or run the command that writes it again"):
-                parts += ["", f"## {title}", ""]
-                if data.get("note"):
-                    parts += [str(data["note"]), ""]
-                parts.append(fn(data))
+    parts = json_sections(results_dir, (("bench.json", "Speed (`make bench`)", bench_table),
+                                        ("bench-parallel.json", "Threads or processes (`python -m lvae.speed.bench_parallel`)", _parallel_table),
+                                        ("bench-compare.json", "What the speed changes bought (`make bench-compare`)", _compare_table)), heading="##")
     return "\n".join(parts).strip() or "(no benchmarks yet: `make bench`)"
 
 
