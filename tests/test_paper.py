@@ -277,3 +277,35 @@ def test_paper_best_runner_records_one_command_and_its_wall_clock(tiny_data, tmp
     assert r["uninterrupted"] and r["train_threads"] == 1 and 0 < r["train_wall_minutes"] < r["budget_minutes"] and r["within_budget"]
     assert r["command"].startswith("python -m lvae train --config paper-best --out ") and "--overwrite" not in r["command"]
     assert r["iw_samples"] == 2 and r["training"]["epochs"] == 1 and len(r["per_image_log_px"]) == r["images"]
+
+
+def test_the_seed_readme_claims_follow_their_json(tmp_path):
+    def seed_json(name: str, fid: float, kl_top: float, hist: list[float], class_kl: float) -> None:
+        (tmp_path / f"{name}.json").write_text(json.dumps({"fid_mnist": fid, "top_latent_kl_to_prior": kl_top, "latent_units": [392, 16],
+                                                           "class_histogram": hist, "class_kl_to_uniform": class_kl}))
+
+    assert [c.verdict for c in claims.seed_claims(tmp_path)] == ["not measured yet"]
+    uneven = [0.05, 0.14, 0.08, 0.08, 0.08, 0.08, 0.08, 0.15, 0.08, 0.18]  # 9, 7 and 1 the most frequent
+    seed_json("seed-lvae", 20.0, 0.5, uneven, 0.03)
+    seed_json("seed-vae", 40.0, 0.2, [0.1] * 10, 0.0)
+    got = {c.claim: c.verdict for c in claims.seed_claims(tmp_path)}
+    assert list(got.values()) == ["reproduced", "reproduced", "reproduced"]
+    seed_json("seed-lvae", 39.0, 3.0, [0.14, 0.14, 0.08, 0.08, 0.08, 0.08, 0.08, 0.08, 0.16, 0.08], 0.03)  # uneven, but 8, 0, 1
+    got = [c.verdict for c in claims.seed_claims(tmp_path)]
+    assert got[0] == "reversed" and got[1] == "reversed" and got[2] == "no: uneven, but the most frequent are 8, 0, 1"
+    seed_json("seed-lvae", 39.0, 3.0, [0.1] * 10, 0.001)  # even classes: the claim is reversed by the same rule
+    assert claims.seed_claims(tmp_path)[2].verdict == "reversed"
+
+
+def test_the_readme_headline_block_lists_each_claim_and_the_best_nll(tmp_path):
+    from lvae.report import docs
+
+    write_results(tmp_path / "paper", {})
+    (tmp_path / "paper-best.json").write_text(json.dumps({"nll": 81.6, "nll_stderr": 0.05, "iw_samples": 5000, "training": {"epochs": 160},
+                                                          "train_wall_minutes": 55.0, "train_threads": 2, "within_budget": True}))
+    lines = docs.summary(tmp_path).splitlines()
+    assert len(lines) == len(claims.paper_claims(paper.load_results(tmp_path / "paper"))) + 2  # every claim, paper-best, the best NLL
+    assert f"- {LADDER}: **LVAE + BN + WU better at 4 of 4 depths, VAE + BN + WU better at 0, no difference at 0**" in lines
+    assert lines[-2].endswith("**reproduced**")  # 81.6 ± 0.05 is below the 82.0 target beyond doubt
+    assert lines[-1] == ("- Best NLL in this repo: **81.60 ± 0.05 nats** (`paper-best`, K = 5000, 160 epochs, one seed) beside the paper's "
+                         "82.12 (81.84 fine-tuned, 81.74 fine-tuned with the IW bound)")
