@@ -277,6 +277,7 @@ def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say
         epochs=exp.budget.epochs, warmup_epochs=exp.budget.warmup_epochs if VARIANTS[exp.variant].warmup else 0,
         commands=commands, uninterrupted=len(commands) == 1,
         train_seconds=sum(r["seconds"] for r in epochs), train_threads=threads,
+        train_device=ckpt.load_config(run_dir / "config.json").train.device,  # where it trained (evaluate's hardware says where it was scored)
         per_epoch={key: [r.get(key) for r in epochs] for key in ("train_elbo", "elbo", "recon", "kl", "kl_units")},
         pca=posterior_pca(run_dir, data_root=data_root),
     )
@@ -376,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="list the experiments and whether each is done")
     p.add_argument("--groups", nargs="+", choices=("sweep", "long"), default=("sweep", "long"),
                    help="which experiments: the depth sweep, the long pair (hours per run: start it when it can finish)")
+    p.add_argument("--device", help="train on this device (cuda for the long runs where a GPU is lent); the run's config.json "
+                                    "and its JSON's commands record it")
     p.add_argument("--runs", type=Path, default=RUNS)
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--no-estimate", action="store_true", help="skip the timing that the estimate needs")
@@ -399,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
                        keep_epochs=(1, a.epochs) if b.keep_epochs and a.epochs > 1 else (),
                        headline_iw_samples=b.headline_iw_samples and (a.iw_samples or b.headline_iw_samples))
 
-    train_extra = tuple(x for flag, v in (("--limit", a.limit), ("--batch-size", a.batch_size)) if v for x in (flag, str(v)))
+    train_extra = tuple(x for flag, v in (("--limit", a.limit), ("--batch-size", a.batch_size), ("--device", a.device)) if v for x in (flag, str(v)))
     todo = [e for e in experiments(shrink(SWEEP), shrink(LONG)) if (not a.only or e.name in a.only) and e.group in a.groups]
     if a.only and len(todo) != len(a.only):
         unknown = sorted(set(a.only) - {e.name for e in todo})
