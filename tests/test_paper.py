@@ -90,7 +90,7 @@ def test_a_smoke_run_trains_evaluates_and_is_then_skipped(tiny_data, tmp_path, c
     assert [len(u) for u in per["kl_units"][-1]] == [64, 32]  # every unit of both layers, each epoch
     assert abs(sum(per["kl_units"][-1][0]) - per["kl"][-1][0]) < 1e-6
     assert [layer["layer"] for layer in r["pca"]["layers"]] == [0, 1] and len(r["pca"]["labels"]) == 64
-    assert "budget_curve" not in r and "headline" not in r
+    assert "budget_curve" not in r and "headline" not in r and r["train_device"] == "cpu"
     vae = json.loads((tmp_path / "res" / "sweep-L2-vae-s0.json").read_text())
     assert vae["model_kind"] == "hvae" and "--no-batch-norm" in vae["commands"][0]
     assert not (tmp_path / "res" / "sweep-L2-vae-s0.pt").exists()  # weights are kept for the long seed-0 runs only
