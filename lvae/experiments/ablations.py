@@ -1,15 +1,15 @@
 """Ablations on the `paper` LVAE at an equal budget: each change against the same baseline, two seeds.
 
-    .venv/bin/python lvae/experiments/ablations.py [--epochs 12] [--seeds 2] [--iw-samples 100] [--limit 2000] [--only NAME ...]
+    python -m lvae.experiments.ablations [--epochs 12] [--seeds 2] [--iw-samples 100] [--limit 2000] [--only NAME ...]
 
 Every arm trains for `--epochs` epochs (at least twice the longest warm-up of any arm, so
 each warm-up has finished and had as long again to settle: the script refuses a shorter
 budget) into runs/paper-ablations/<name>-s<seed>, and is scored by the importance-weighted
 NLL on the first `--limit` test images (fixed binarization). A change is compared with the
-baseline of the *same seed* image by image; the per-image differences are averaged over
-seeds, and the change is "kept" when it lowers the NLL by more than twice the standard
-error of that paired difference, "dropped" when it raises it by as much, else "no clear
-effect". Rows go to results/paper-ablations.json as they finish.
+baseline of the *same seed* image by image (`keep_or_drop`: the seed-aware paired effect of
+lvae/experiments/effects.py and the repo's one verdict rule): "kept" when the 95 % interval of
+its NLL change lies below zero, "dropped" when above, else "no clear effect". Rows go to
+results/paper-ablations.json as they finish.
 """
 
 from __future__ import annotations
