@@ -1,4 +1,4 @@
-"""The README's verdict table: each claim of the paper and of the seed README, beside our
+"""The claims table (docs/claims.md): each claim of the paper and of the seed README, beside our
 measurement and a verdict.
 
 Every number comes from a results JSON (`results/paper/*.json` from `make paper`,
@@ -322,7 +322,7 @@ def _render(results_dir: Path, results: dict[str, Run]) -> str:
         f"long runs: **{long_done} of {2 * len(paper.SEEDS)}**"
         f"{'' if done == total and long_done == 2 * len(paper.SEEDS) else ' (partial: a comparison below three seeds per arm gets no verdict)'}. "
         "The VAE is `HierarchicalVAE`: the same stochastic layers, inferred bottom-up. Intervals are 95 %, paired image by image and "
-        "seed by seed, and include the spread across training seeds (docs/results.md says how). The seed README's claims are "
+        "seed by seed, and include the spread across training seeds (how: above this table). The seed README's claims are "
         "judged on the `seed` config as shipped (paper KL, 3 epochs, one seed: `results/seed-*.json`).",
         "",
         "| source | claim | our measurement | verdict |",

@@ -137,7 +137,7 @@ def _render_alone(r: dict[str, Any]) -> str:
 
 
 def render(results_dir: Path = RESULTS) -> str:
-    """The markdown that goes between the README's results markers."""
+    """The markdown that goes between docs/results.md's results markers."""
     parts = []
     rows = load_rows(results_dir, HEADLINE)
     if rows:

@@ -352,7 +352,7 @@ def fig_fashion_samples(r: Results) -> Figure:
     return plots.image_grids(grids, nrow=8, title="Fashion-MNIST, prior samples (T = 1)")
 
 
-# name -> (what it shows, how it is drawn); the README lists them in this order.
+# name -> (what it shows, how it is drawn); docs/figures.md lists them in this order.
 FIGURES: dict[str, tuple[str, Callable[[Results], Figure]]] = {
     "lvae_vs_vae_samples.png": ("64 samples from each model's prior (N(0, I) at the top, temperature 1).", fig_samples),
     "reconstructions.png": ("Test digits (top row) and their LVAE and VAE reconstructions.", fig_reconstructions),
