@@ -61,6 +61,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints")
     p.add_argument("--keep-checkpoints", type=int, help="numbered checkpoints to keep (default 2)")
     p.add_argument("--amp", choices=AMP_MODES, help="bf16: autocast the model's forward pass to bfloat16 (default off)")
+    p.add_argument("--ema-decay", type=float, metavar="D",
+                   help="evaluate and save an exponential moving average of the weights, decay D per step (e.g. 0.999; default off)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model (default off)")
     p.add_argument("--out", type=Path, help="run folder")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
@@ -86,7 +88,7 @@ def apply_flags(cfg: RunConfig, a: argparse.Namespace) -> RunConfig:
         ("train", "seed"): a.seed, ("train", "device"): a.device, ("train", "limit"): a.limit,
         ("train", "dataset"): a.data, ("train", "grad_clip"): a.grad_clip,
         ("train", "checkpoint_every"): a.checkpoint_every, ("train", "keep_checkpoints"): a.keep_checkpoints,
-        ("train", "amp"): a.amp, ("train", "compile"): a.compile,
+        ("train", "amp"): a.amp, ("train", "compile"): a.compile, ("train", "ema_decay"): a.ema_decay,
         ("train", "keep_epochs"): tuple(a.keep_epochs) if a.keep_epochs else None,
         ("model", "ladder_up"): a.ladder_up, ("model", "ladder_inference"): a.ladder_inference,
         ("objective", "kl_mode"): a.kl_mode, ("objective", "free_bits"): a.free_bits,
@@ -116,7 +118,7 @@ def apply_flags(cfg: RunConfig, a: argparse.Namespace) -> RunConfig:
 # A resumed run keeps its config.json; these flags may still change (lvae.training.RESUMABLE_FIELDS).
 RESUME_FLAGS = ("epochs", "lr", "grad_clip", "checkpoint_every", "keep_checkpoints", "device", "amp", "compile", "keep_epochs")
 FIXED_ON_RESUME = ("config", "model", "depth", "ladder_up", "ladder_inference", "batch_norm", "beta_schedule", "data", "batch_size", "lr_schedule", "lr_min", "warmup", "seed", "limit",
-                   "kl_mode", "free_bits", "beta_end", "objective", "iw_train", "out", "overwrite", "finetune")
+                   "kl_mode", "free_bits", "beta_end", "objective", "iw_train", "ema_decay", "out", "overwrite", "finetune")
 # A fine-tuning run keeps its source's model and data: the weights must fit, and they were learnt there.
 FIXED_ON_FINETUNE = ("config", "model", "depth", "ladder_up", "ladder_inference", "batch_norm", "data", "limit")
 
@@ -207,7 +209,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         if trainer.dist.is_main and result:
             print(f"done: {out} (test ELBO {result['elbo']:.2f} nats/image)")
         if trainer.dist.is_main and a.samples:  # the same grid as `sample RUN_DIR --n N`, without loading the run again
-            write_samples(trainer.model, a.samples, Path(out) / "samples.png")
+            write_samples(trainer.eval_model, a.samples, Path(out) / "samples.png")
 
 
 # ----------------------------------------------------------------------------- sample, data

@@ -178,6 +178,9 @@ class TrainConfig:
     # forward pass (the loss stays float32) and torch.compile of the model.
     amp: str = "off"
     compile: bool = False
+    # Evaluate and save an exponential moving average of the weights (decay per optimizer step,
+    # batch-norm statistics averaged too) instead of the last step's; None: the raw weights.
+    ema_decay: float | None = None
 
     def __post_init__(self) -> None:
         self.keep_epochs = tuple(self.keep_epochs)
@@ -435,6 +438,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"unknown amp mode {t.amp!r}; choose one of {AMP_MODES} (float16 would need loss scaling)")
     if not isinstance(t.compile, bool):
         raise ConfigError(f"compile must be true or false, got {t.compile!r}")
+    if t.ema_decay is not None and not (isinstance(t.ema_decay, (int, float)) and 0 < t.ema_decay < 1):
+        raise ConfigError(f"ema_decay must lie strictly between 0 and 1 (e.g. 0.999), or be unset; got {t.ema_decay!r}")
 
 
 def with_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:

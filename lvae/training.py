@@ -11,6 +11,14 @@ Resuming is exact: beta is a function of the iteration, the data order a functio
 the checkpoint; the learning rate, like beta, is a pure function of the iteration
 (`lr_at`). Log rows written after the checkpoint are dropped on resume.
 
+With `train.ema_decay` the run also keeps an exponential moving average of the weights
+(torch.optim.swa_utils.AveragedModel, batch-norm buffers averaged too), updated after every
+optimizer step: the test ELBO of each epoch, the kept epoch weights and the checkpoint's
+"model" are the average's, so everything that reads a run scores the average; the weights
+training continues from are saved beside them as "raw_model", with the average's step count.
+With `train.bn_recompute` too, the batch-norm statistics are recomputed on the average (whose
+averaged running statistics belong to no one set of weights) before each test evaluation.
+
 Schedules that span the run (a cosine lr, a warm-up with `steps=None`) are laid out over
 the horizon the run fixed when it started (`train.schedule_epochs`, in config.json and every
 checkpoint), so a resume with another `--epochs` only moves where training stops: the rates
@@ -39,6 +47,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data.distributed import DistributedSampler
 
 from lvae import checkpoint as ckpt
@@ -233,6 +242,14 @@ def data_fingerprint(images: torch.Tensor) -> str:
 # ----------------------------------------------------------------------------- the loop
 
 
+def moving_average(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of `model`'s parameters and buffers (batch-norm statistics too, so
+    the averaged weights are evaluated with averaged statistics). Its first `update_parameters` copies the
+    weights; each later one moves the average (1 - decay) of the way towards them."""
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+
 def make_optimizer(params, lr: float, device: torch.device, eps: float = 1e-8) -> torch.optim.Adam:
     """Adam, fused into one kernel per step where torch has one for the device (CPU and CUDA):
     `make bench-compare` measures the whole step against the per-tensor loop. `eps`: the paper
@@ -273,6 +290,7 @@ class Trainer:
         self.model = use_fast_layout(build_model(cfg.model_kind, cfg.model).to(self.device), self.device)
         if self.dist.rank:  # every rank starts from rank 0's weights (DDP broadcasts them) but draws its own noise
             torch.manual_seed(t.seed + 1_000_003 * self.dist.rank)
+        self.ema = moving_average(self.model, t.ema_decay) if t.ema_decay is not None else None
         self.net = self.dist.wrap(self.model)
         if t.compile:
             self.net = torch.compile(self.net)
@@ -288,6 +306,11 @@ class Trainer:
         self.state = TrainState()
         self.last_saved: int | None = None  # iteration of the newest checkpoint on disk
         self.recent_grad_norms: deque[float] = deque(maxlen=200)
+
+    @property
+    def eval_model(self) -> HierarchicalModel:
+        """The weights the run is scored and saved with: the moving average's with `ema_decay`, else the trained ones."""
+        return self.ema.module if self.ema is not None else self.model
 
     # -------------------------------------------------------------- checkpointing
 
@@ -314,14 +337,17 @@ class Trainer:
         self.binarize_gen.set_state(rng["binarize"])
 
     def state_dict(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
+        sd = {
             "config": normalised_config(self.cfg),
-            "model": self.model.state_dict(),
+            "model": self.eval_model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "state": vars(self.state).copy(),
             "rng": rng,
             "data": self.data,
         }
+        if self.ema is not None:
+            sd.update(raw_model=self.model.state_dict(), ema={"n_averaged": self.ema.n_averaged.cpu()})
+        return sd
 
     def load_state_dict(self, sd: dict[str, Any], path: Path) -> None:
         """Restore a checkpoint, refusing one made with another configuration."""
@@ -348,7 +374,12 @@ class Trainer:
                                        f"this run loaded {self.data['images']} images (sha256 {self.data['sha256'][:12]}) from {self.data['root']}; "
                                        f"pass the original --data-root")
         try:
-            self.model.load_state_dict(sd["model"])
+            if self.ema is not None:
+                self.model.load_state_dict(sd["raw_model"])
+                self.ema.module.load_state_dict(sd["model"])
+                self.ema.n_averaged.copy_(sd["ema"]["n_averaged"])
+            else:
+                self.model.load_state_dict(sd["model"])
             self.optimizer.load_state_dict(sd["optimizer"])
             self.state = TrainState(**sd["state"])
             self.set_rng_state(sd["rng"], path)
@@ -406,7 +437,7 @@ class Trainer:
         path = ckpt.epoch_weights(self.run_dir, self.state.epoch)
         try:
             with self.resumable():
-                ckpt.save_atomic({"config": normalised_config(self.cfg), "model": self.model.state_dict(),
+                ckpt.save_atomic({"config": normalised_config(self.cfg), "model": self.eval_model.state_dict(),
                                   "epoch": self.state.epoch, "iteration": self.state.iteration}, path)
         except OSError as e:
             raise ckpt.CheckpointError(f"could not write {path}: {e.strerror or e}; {self.where_to_resume()}") from None
@@ -498,6 +529,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = row["lr"]
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         return row, stop > 0
 
     def fit(self) -> dict[str, Any]:
@@ -540,8 +573,8 @@ class Trainer:
                 epoch_time = time.perf_counter() - t0
                 if self.dist.is_main:
                     if cfg.train.bn_recompute:
-                        recompute_batch_norm(self.model, self.train_split.images, cfg.model.likelihood, seed=cfg.train.seed + 7919 * (s.epoch + 1))
-                    last_eval = split_elbo(self.model, self.test_x, cfg.model.likelihood, cfg.model.output_variance)
+                        recompute_batch_norm(self.eval_model, self.train_split.images, cfg.model.likelihood, seed=cfg.train.seed + 7919 * (s.epoch + 1))
+                    last_eval = split_elbo(self.eval_model, self.test_x, cfg.model.likelihood, cfg.model.output_variance)
                     train_elbo = s.epoch_elbo_sum / max(1, s.batch_in_epoch)
                     with self.resumable():
                         _append_jsonl(self.run_dir / "epochs.jsonl",

@@ -28,3 +28,47 @@ def test_an_arm_is_kept_dropped_or_left_by_the_one_verdict_rule():
     assert keep_or_drop(base - 0.5, base)[1] == "dropped"
     noisy = base + torch.tensor([[-1.0], [0.2], [1.4]])  # seeds disagree: a mean gain of 0.2 is not significant
     assert keep_or_drop(noisy, base)[1] == "no clear effect"
+
+
+def test_an_equal_cpu_time_budget_stops_each_arm_and_records_what_it_reached(tmp_path, tiny_data, monkeypatch):
+    """A clock that gains 3 CPU seconds per reading: with a 5-second budget each arm stops after its second
+    epoch (3 s < 5 s after the first, 6 s after the second), its schedules still laid out over --epochs."""
+    import itertools
+    import json
+
+    import torch
+
+    from lvae.experiments import ablations
+    from lvae.schedules import lr_at
+    from lvae.training import read_jsonl
+
+    torch.set_num_threads(1)
+    ticks = itertools.count(0.0, 3.0)
+    monkeypatch.setattr(ablations, "cpu_clock", lambda: next(ticks))
+    monkeypatch.setenv("LVAE_DATA", str(tiny_data))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "cpu.json"
+    ablations.main(["--equal-cpu-seconds", "5", "--only", "baseline", "cosine", "ema", "--seeds", "1", "--iw-samples", "2",
+                    "--limit", "16", "--out", str(out)])
+    rows = {r["name"]: r for r in json.loads(out.read_text())["rows"]}
+    assert list(rows) == ["baseline", "cosine", "ema"] and "verdict" in rows["ema"]
+    for name, row in rows.items():
+        assert row["training"]["cpu_seconds_budget"] == 5 and row["training"]["schedule_epochs"] == 12
+        assert row["training"]["epochs_reached"] == [2] and row["training"]["cpu_seconds"] == [6.0]
+        assert (row["seeds"][0]["epochs"], row["seeds"][0]["cpu_seconds"]) == (2, 6.0)
+        run = tmp_path / "runs/paper-ablations-cpu" / f"{name}-s0"
+        assert [r["epoch"] for r in read_jsonl(run / "epochs.jsonl")] == [0, 1]
+        history = read_jsonl(run / "history.jsonl")  # 256 images, batch 256: one step per epoch
+        train = ablations.make_config(ablations.ROWS[name][1], 12, 0).train
+        assert [h["lr"] for h in history] == [lr_at(train, i, 12) for i in range(2)]
+    lr = [h["lr"] for h in read_jsonl(tmp_path / "runs/paper-ablations-cpu/cosine-s0/history.jsonl")]
+    assert 0.98 * 2e-3 < lr[1] < 2e-3  # the cosine over 12 epochs has barely begun (over 2 it would be at 1e-3)
+    assert "ema" in torch.load(tmp_path / "runs/paper-ablations-cpu/ema-s0/checkpoint.pt", weights_only=True)
+
+
+def test_without_a_cpu_budget_the_arms_and_seeds_are_the_old_ones(monkeypatch):
+    from lvae.experiments import ablations
+
+    assert ablations.EQUAL_EPOCH_ROWS == ("baseline", "cosine", "warmup-2", "free-bits", "wide")
+    assert set(ablations.ROWS) == {*ablations.EQUAL_EPOCH_ROWS, *ablations.EQUAL_CPU_ROWS}
+    assert ablations.ROWS["bf16"][1] == {"train.amp": "bf16"} and ablations.ROWS["ema"][1] == {"train.ema_decay": 0.999}

@@ -292,3 +292,40 @@ def test_a_run_saved_before_the_horizon_existed_keeps_its_own_epochs(tmp_path, t
     after = schedule_rows(run)
     assert after[: 2 * IPE] == before and all(row == (1e-4, 0.5) for row in after[2 * IPE :])
     assert json.loads((run / "config.json").read_text())["train"]["schedule_epochs"] == 2
+
+
+def test_a_run_with_a_moving_average_resumes_bit_identical(tmp_path, tiny_data, monkeypatch):
+    """paper config (batch norm averaged, statistics recomputed on the average) with --ema-decay: killed after
+    iteration 5 with the checkpoint of iteration 3 on disk, then resumed, it ends where an uninterrupted run does."""
+    args = [*PAPER, "--epochs", "2", "--ema-decay", "0.9", "--data-root", tiny_data]
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert main(["train", *map(str, args), "--out", str(ref)]) == 0
+
+    real_step = Trainer.step
+
+    def killed_after_5(self, x, stop):
+        if self.state.iteration == 5:
+            raise SystemExit("killed")  # no checkpoint written: like SIGKILL
+        return real_step(self, x, stop)
+
+    monkeypatch.setattr(Trainer, "step", killed_after_5)
+    with pytest.raises(SystemExit):
+        main(["train", *map(str, args), "--out", str(run)])
+    monkeypatch.setattr(Trainer, "step", real_step)
+    assert position(run) == {"iteration": 3, "epoch": 0, "batch_in_epoch": 3}
+    assert main(["train", "--resume", str(run), "--data-root", str(tiny_data), "--no-progress"]) == 0
+    a, b = load(ref), load(run)
+    assert a["config"]["train"]["ema_decay"] == 0.9 and a["ema"]["n_averaged"].item() == 16
+    for key in ("model", "raw_model"):
+        assert_same_tensors(a[key], b[key])
+    assert_same_tensors(a["optimizer"]["state"][0], b["optimizer"]["state"][0])
+    assert a["ema"]["n_averaged"].equal(b["ema"]["n_averaged"]) and a["state"] == b["state"]
+    assert without_seconds(read_jsonl(ref / "epochs.jsonl")) == without_seconds(read_jsonl(run / "epochs.jsonl"))
+    assert not torch.equal(a["model"]["up.0.1.weight"], a["raw_model"]["up.0.1.weight"])  # two sets of weights, both restored
+
+
+def test_ema_decay_is_fixed_on_resume(tmp_path, tiny_data, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *PAPER, "--epochs", "1", "--data-root", str(tiny_data), "--out", str(run)]) == 0
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--ema-decay", "0.9", "--data-root", str(tiny_data)]) == 2
+    assert "--ema-decay cannot be used with --resume" in capsys.readouterr().err

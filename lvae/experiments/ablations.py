@@ -1,6 +1,7 @@
 """Ablations on the `paper` LVAE at an equal budget: each change against the same baseline, two seeds.
 
     python -m lvae.experiments.ablations [--epochs 12] [--seeds 2] [--iw-samples 100] [--limit 2000] [--only NAME ...]
+    python -m lvae.experiments.ablations --equal-cpu-seconds S [--only baseline bf16 ema] [--seeds 3]
 
 Every arm trains for `--epochs` epochs (at least twice the longest warm-up of any arm, so
 each warm-up has finished and had as long again to settle: the script refuses a shorter
@@ -10,6 +11,13 @@ baseline of the *same seed* image by image (`keep_or_drop`: the seed-aware paire
 lvae/experiments/effects.py and the repo's one verdict rule): "kept" when the 95 % interval of
 its NLL change lies below zero, "dropped" when above, else "no clear effect". Rows go to
 results/paper-ablations.json as they finish.
+
+Issue 17's arms (`bf16`, `ema`) trade speed for quality, so they are compared at an equal CPU
+time instead (`--equal-cpu-seconds S`; by default baseline, bf16 and ema, three seeds): each arm
+trains one epoch at a time until this process's CPU time (user + system, `time.process_time`)
+spent on it reaches S, its lr and beta schedules laid out over `--epochs` whatever epoch it
+stops at, and records the epochs it reached and the CPU seconds it used. Those rows go to
+results/paper-ablations-cpu.json and runs/paper-ablations-cpu/.
 """
 
 from __future__ import annotations
@@ -37,7 +45,12 @@ ROWS: dict[str, tuple[str, dict]] = {
     "warmup-2": (f"warm-up over 2 epochs instead of {BASE_WARMUP}", {"objective.beta.steps": 2}),
     "free-bits": ("free bits: 0.5 nats per layer", {"objective.free_bits": 0.5}),
     "wide": ("layers twice as wide (1024 ... 64)", {"model.layers": WIDE}),
+    "bf16": ("bf16 autocast of the forward pass (the loss in float32)", {"train.amp": "bf16"}),
+    "ema": ("scored with a moving average of the weights, decay 0.999 per step", {"train.ema_decay": 0.999}),
 }
+EQUAL_EPOCH_ROWS = ("baseline", "cosine", "warmup-2", "free-bits", "wide")  # what a run without --only trains
+EQUAL_CPU_ROWS = ("baseline", "bf16", "ema")  # issue 17: the same with --equal-cpu-seconds
+cpu_clock = time.process_time  # this process's CPU seconds (a test replaces it)
 
 
 def make_config(overrides: dict, epochs: int, seed: int):
@@ -54,20 +67,40 @@ def check_budget(epochs: int) -> None:
                          f"the comparison would measure an unfinished warm-up; use --epochs {2 * longest} or more")
 
 
+def train_for_cpu_seconds(trainer: Trainer, seconds: float) -> dict:
+    """Train one epoch at a time until the CPU time spent since the call reaches `seconds` (the last
+    epoch is finished, so an arm may pass the budget by up to one epoch); returns what it reached.
+    The trainer's schedules must already be laid out over a fixed horizon (`train.schedule_epochs`)."""
+    assert trainer.cfg.train.schedule_epochs is not None, "fix the schedules' horizon first"
+    start = cpu_clock()
+    while True:
+        trainer.fit()
+        used = cpu_clock() - start
+        if used >= seconds:
+            return {"epochs": trainer.state.epoch, "cpu_seconds": used}
+        trainer.cfg.train.epochs = trainer.state.epoch + 1
+
+
 def run_arm(name: str, seed: int, a: argparse.Namespace, train, test, x) -> tuple[dict, torch.Tensor]:
-    """Train one arm with one seed (or reuse its saved per-image scores) and score it."""
+    """Train one arm with one seed, for `--epochs` or until `--equal-cpu-seconds`, and score it."""
     what, overrides = ROWS[name]
-    run_dir = Path("runs/paper-ablations") / f"{name}-s{seed}"
     t0 = time.perf_counter()
-    trainer = Trainer(make_config(overrides, a.epochs, seed), run_dir, train, test, progress=False)
-    trainer.fit()
+    if a.equal_cpu_seconds is None:
+        trainer = Trainer(make_config(overrides, a.epochs, seed), Path("runs/paper-ablations") / f"{name}-s{seed}", train, test, progress=False)
+        trainer.fit()
+        reached = {}
+    else:  # one epoch at a time, the schedules laid out over --epochs
+        cfg = make_config({**overrides, "train.schedule_epochs": a.epochs}, a.epochs, seed)
+        cfg.train.epochs = 1
+        trainer = Trainer(cfg, Path("runs/paper-ablations-cpu") / f"{name}-s{seed}", train, test, progress=False)
+        reached = train_for_cpu_seconds(trainer, a.equal_cpu_seconds)
     seconds = time.perf_counter() - t0
-    model = trainer.model.eval()
+    model = trainer.eval_model.eval()
     torch.manual_seed(0)
     iw = iw_log_likelihood(model, x, a.iw_samples, "bernoulli")
     elbo = split_elbo(model, x, "bernoulli")
     active, units, _ = active_units(model, x)
-    return ({"seed": seed, "train_seconds": seconds, "elbo": elbo["elbo"], "kl_per_layer": elbo["kl"], "nll": iw.nll,
+    return ({"seed": seed, "train_seconds": seconds, **reached, "elbo": elbo["elbo"], "kl_per_layer": elbo["kl"], "nll": iw.nll,
              "nll_stderr": iw.stderr, "active_units": active, "latent_units": units}, iw.per_image)
 
 
@@ -79,25 +112,36 @@ def keep_or_drop(arm: torch.Tensor, baseline: torch.Tensor) -> tuple[Effect, str
     return effect, {REPRODUCED: "kept", REVERSED: "dropped"}.get(verdict(effect, claimed_sign=-1), "no clear effect")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--seeds", type=int, help="seeds per arm (default 2; 3 for issue 17's arms, bf16 and ema)")
+    ap.add_argument("--equal-cpu-seconds", type=float, metavar="S",
+                    help="train each arm until it has used S CPU seconds (epochs counted, schedules over --epochs) instead of --epochs")
     ap.add_argument("--iw-samples", type=int, default=100)
     ap.add_argument("--limit", type=int, default=2000)
     ap.add_argument("--only", nargs="*", choices=sorted(ROWS))
-    ap.add_argument("--out", type=Path, default=Path("results/paper-ablations.json"))
-    a = ap.parse_args()
+    ap.add_argument("--out", type=Path, help="default results/paper-ablations.json (-cpu.json with --equal-cpu-seconds)")
+    a = ap.parse_args(argv)
     check_budget(a.epochs)
+    cpu = a.equal_cpu_seconds is not None
+    if cpu and not a.equal_cpu_seconds > 0:
+        raise SystemExit(f"error: --equal-cpu-seconds must be > 0, got {a.equal_cpu_seconds}")
+    names = a.only or list(EQUAL_CPU_ROWS if cpu else EQUAL_EPOCH_ROWS)
+    if a.seeds is None:
+        a.seeds = 3 if set(names) & {"bf16", "ema"} else 2
+    a.out = a.out or Path("results/paper-ablations-cpu.json" if cpu else "results/paper-ablations.json")
     train, test = load_split("mnist", "train"), load_split("mnist", "test")
     x = evaluation_inputs(test.head(a.limit), "bernoulli")
     rows, per_image = {}, {}
-    for name in a.only or list(ROWS):
+    for name in names:
         seeds = [run_arm(name, seed, a, train, test, x) for seed in range(a.seeds)]
         per_image[name] = torch.stack([p for _, p in seeds])  # (seeds, images) log p(x)
         runs = [r for r, _ in seeds]
         row = {"name": name, "what": ROWS[name][0], "overrides": {k: str(v) for k, v in ROWS[name][1].items()},
-               "training": {"epochs": a.epochs, "train_seconds": sum(r["train_seconds"] for r in runs) / len(runs)},
+               "training": {"epochs": a.epochs, "train_seconds": sum(r["train_seconds"] for r in runs) / len(runs)} if not cpu else
+                           {"cpu_seconds_budget": a.equal_cpu_seconds, "schedule_epochs": a.epochs, "epochs_reached": [r["epochs"] for r in runs],
+                            "cpu_seconds": [r["cpu_seconds"] for r in runs], "train_seconds": sum(r["train_seconds"] for r in runs) / len(runs)},
                "seeds": runs, "nll": sum(r["nll"] for r in runs) / len(runs),
                "nll_stderr": math.sqrt(sum(r["nll_stderr"] ** 2 for r in runs)) / len(runs), "iw_samples": a.iw_samples,
                "elbo": sum(r["elbo"] for r in runs) / len(runs), "active_units": runs[0]["active_units"], "images": len(x)}
@@ -108,8 +152,10 @@ def main() -> None:
         rows[name] = row
         print(f"{name:10s} NLL {row['nll']:.2f}  active {row['active_units']}  {row.get('verdict', '')}", flush=True)
         a.out.parent.mkdir(exist_ok=True)
+        budget = (f"{a.epochs} epochs each (at least twice the longest warm-up)" if not cpu else
+                  f"{a.equal_cpu_seconds:g} CPU seconds each (whole epochs, the last one passing the budget; schedules laid out over {a.epochs} epochs)")
         a.out.write_text(json.dumps({"hardware": hardware(), "note": (
-            f"{a.epochs} epochs each (at least twice the longest warm-up), {a.seeds} seed(s) per arm, NLL with K = {a.iw_samples} "
+            f"{budget}, {a.seeds} seed(s) per arm, NLL with K = {a.iw_samples} "
             f"on the first {a.limit} test images, averaged over seeds; a change is kept if the 95 % interval of its NLL change "
             "against `baseline` (paired by image and by seed, seed spread included: lvae/experiments/effects.py) lies below zero. Rows rank "
             "changes at a small budget; they are not the paper's long runs."), "rows": list(rows.values())}, indent=1) + "\n")
