@@ -30,7 +30,7 @@ from lvae.runfiles import read_json, read_jsonl
 from lvae.experiments.runs import RunSummary
 from conftest import run_lvae, write_tiny_dataset
 from mutations import DEEP, Mutation, byte_mutations, encode_json, encode_jsonl, tree_mutations
-from test_checkpoint_fuzz import tiny_trainer
+from test_checkpoint_fuzz import run, tiny_trainer  # noqa: F401  (run is a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = 300  # per file kind, at least
@@ -94,13 +94,8 @@ def mixed(good: bytes, parsed: Any, seed: int, encode: Callable[[Any], bytes], d
 # ----------------------------------------------------------------------------- a run folder
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    """A one-epoch run of a one-rung model on synthetic images: config.json, both logs, a checkpoint."""
-    torch.set_num_threads(1)
-    run = tmp_path_factory.mktemp("fuzz") / "run"
-    tiny_trainer(run, epochs=1).fit()
-    return run
+# `run`: a one-epoch run of a one-rung model on synthetic images (config.json, both logs, a checkpoint),
+# the checkpoint fuzz's own fixture
 
 
 def test_config_json_through_the_resume_path(run):
