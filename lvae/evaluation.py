@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lvae.allocator import keep_freed_memory
 from lvae.classifier import class_histogram, features, kl_to_uniform, load_classifier, predict
 from lvae.data import load_split
 from lvae.fid import frechet_distance
@@ -84,6 +85,7 @@ def importance_log_weights(model: HierarchicalModel, x: Tensor, k: int, likeliho
     Each pass runs the model's deterministic part once per image and draws its noise
     several times (`model(x, repeats=n)`), whatever the inference scheme.
     """
+    keep_freed_memory()
     chunk = chunk or auto_chunk(model, x)
     b = len(x)
     per_pass = max(1, chunk // b)  # samples per image in one pass

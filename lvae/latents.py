@@ -11,9 +11,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal
+
+from lvae.elementwise import logaddexp, softplus
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -73,7 +74,7 @@ def merge_gaussians(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tens
     Computed in log space: the weight of q is sigmoid(logvar_p - logvar_q), which is
     exact and never divides by a tiny precision sum.
     """
-    logvar = -torch.logaddexp(-logvar_q, -logvar_p)
+    logvar = -logaddexp(-logvar_q, -logvar_p)
     w_q = torch.sigmoid(logvar_p - logvar_q)
     mu = w_q * mu_q + (1.0 - w_q) * mu_p
     return mu, logvar
@@ -103,5 +104,5 @@ class GaussianHead(nn.Module):
 
     def forward(self, h: Tensor) -> Gaussian:
         mu, raw = self.net(h).chunk(2, dim=1)
-        var = F.softplus(raw) + self.var_floor
+        var = softplus(raw) + self.var_floor
         return Gaussian(mu, torch.log(var))

@@ -7,7 +7,8 @@ from torch.distributions import Bernoulli
 
 from lvae.config import LayerSpec, ModelConfig
 from lvae.data import synthetic_split
-from lvae.losses import bernoulli_log_prob, compute_loss, log_sigmoid
+from lvae.elementwise import log_sigmoid
+from lvae.losses import bernoulli_log_prob, compute_loss
 from lvae.model import build_model
 
 # Every float32 scale a logit can take: dense near 0, then out to where sigmoid underflows (|z| >= 89) and beyond.
