@@ -550,7 +550,7 @@ class Trainer:
                 order = torch.tensor(list(self.sampler))
                 bar = progress_bar(range(s.batch_in_epoch, self.iters_per_epoch), enabled=self.progress and self.dist.is_main,
                                    desc=f"epoch {s.epoch + 1}/{cfg.train.epochs}")
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), time.process_time()
                 for b in bar:
                     idx = order[b * self.local_batch : (b + 1) * self.local_batch]
                     try:
@@ -576,9 +576,10 @@ class Trainer:
                         recompute_batch_norm(self.eval_model, self.train_split.images, cfg.model.likelihood, seed=cfg.train.seed + 7919 * (s.epoch + 1))
                     last_eval = split_elbo(self.eval_model, self.test_x, cfg.model.likelihood, cfg.model.output_variance)
                     train_elbo = s.epoch_elbo_sum / max(1, s.batch_in_epoch)
+                    cpu_seconds = time.process_time() - cpu0  # this process's CPU, every thread, the test pass included: CPU budgets
                     with self.resumable():
-                        _append_jsonl(self.run_dir / "epochs.jsonl",
-                                      [{"epoch": s.epoch, "seconds": epoch_time, "train_elbo": train_elbo, **last_eval}])
+                        _append_jsonl(self.run_dir / "epochs.jsonl", [{"epoch": s.epoch, "seconds": epoch_time, "cpu_seconds": cpu_seconds,
+                                                                       "train_elbo": train_elbo, **last_eval}])
                     if self.progress:
                         print_line(f"epoch {s.epoch + 1}: test ELBO {last_eval['elbo']:.2f} nats "
                                    f"(recon {last_eval['recon']:.2f}, KL {[round(k, 2) for k in last_eval['kl']]}) in {epoch_time:.1f}s")

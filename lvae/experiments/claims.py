@@ -24,7 +24,7 @@ from lvae.experiments.effects import MIN_SEEDS, REPRODUCED, Effect, known_effect
 PAPER_LVAE_NLL = 82.12
 PAPER_LVAE_FINETUNED_NLL = 81.84
 PAPER_LVAE_FINETUNED_IW_NLL = 81.74
-PAPER_BEST_TARGET_NLL = 82.0  # this repo's own target for `make paper-best`: K = 5000, one command, <= 60 min of training
+PAPER_BEST_TARGET_NLL = PAPER_LVAE_FINETUNED_IW_NLL  # `make paper-best` is to beat the paper's best MNIST number
 COLLAPSED = 0.1  # a layer with fewer than 10 % of its units active has collapsed
 CLASS_KL_UNEVEN = 0.02  # nats: above this, prior samples' digit classes are uneven
 RESULT = "a result lvae wrote"
@@ -236,24 +236,51 @@ def paper_claims(results: dict[str, Run]) -> list[Claim]:
     ]
 
 
-def paper_best_claim(results_dir: Path) -> Claim:
-    """`make paper-best` (results/paper-best.json) against this repo's target."""
-    claim = (f"`paper-best` (the 5-layer ladder plus what the ablation kept) reaches ≤ {PAPER_BEST_TARGET_NLL} nats, K = 5000, "
-             f"from one command training ≤ 60 min")
-    path = results_dir / "paper-best.json"
+def paper_best_claims(results_dir: Path) -> list[Claim]:
+    """`make paper-best` (results/paper-best.json) against the paper's best number, and its recipe on the
+    paper's own widths (results/paper-best-narrow.json) beside it, each where it exists."""
+    from lvae.experiments.paper_best import BUDGET_CORE_HOURS
+
+    rows = []
+    for name, what in (("paper-best", "the 5-layer ladder, twice as wide, in three stages"),
+                       ("paper-best-narrow", "the same recipe on the paper's own widths")):
+        claim = (f"`{name}` ({what}) reaches ≤ {PAPER_BEST_TARGET_NLL} nats, K = 5000, from one command training "
+                 f"≤ {BUDGET_CORE_HOURS:.0f} CPU-core-hours")
+        path = results_dir / f"{name}.json"
+        if not path.is_file():
+            if name == "paper-best":
+                rows.append(Claim("this repo", claim, f"not trained yet (`make paper-best`){_first_recipe(results_dir)}", "not measured yet"))
+            continue
+        r = read_json(path, RESULT)
+        with reading(path, RESULT, "restore it, or run make paper-best again"):
+            rows.append(_paper_best_claim(claim, r))
+    return rows
+
+
+def _first_recipe(results_dir: Path) -> str:
+    """The first recipe's result (results/paper-best-v1.json), shown where the current one has not run."""
+    path = results_dir / "paper-best-v1.json"
     if not path.is_file():
-        return Claim("this repo", claim, "not trained yet (`make paper-best`)", "not measured yet")
+        return ""
     r = read_json(path, RESULT)
-    with reading(path, RESULT, "restore it, or run make paper-best again"):
-        return _paper_best_claim(claim, r)
+    with reading(path, RESULT, "restore it from git"):
+        return (f"; the first recipe (config `paper-best-v1`, one stage, 160 epochs) reached {r['nll']:.2f} ± {r['nll_stderr']:.2f} "
+                f"in {r['train_wall_minutes']:.0f} min on {r['train_threads']} threads")
 
 
 def _paper_best_claim(claim: str, r: Run) -> Claim:
     effect = known_effect(r["nll"] - PAPER_BEST_TARGET_NLL, r["nll_stderr"])
-    measured = (f"{r['nll']:.2f} ± {r['nll_stderr']:.2f} nats (K = {r['iw_samples']}, {r['training']['epochs']} epochs, "
-                f"{r['train_wall_minutes']:.1f} min wall clock on {r['train_threads']} CPU threads, one uninterrupted command, "
-                f"one training seed); minus {PAPER_BEST_TARGET_NLL}: {effect.describe()}")
-    result = verdict(effect) if r["within_budget"] else f"not met: training took {r['train_wall_minutes']:.0f} min, over the 60-minute budget"
+    stages = []
+    for s in r["stages"]:
+        gain = s["gain_over_previous_stage"]
+        stages.append(f"{s['stage']} {s['epochs']} epochs {s['nll_k1000']:.2f}"
+                      + (f" ({gain['nll_change']:+.2f} ± {gain['stderr']:.2f} paired)" if gain else ""))
+    how = "one uninterrupted command" if r["uninterrupted"] else f"one command, resumed exactly ({sum(len(s['commands']) for s in r['stages'])} train commands)"
+    measured = (f"{r['nll']:.2f} ± {r['nll_stderr']:.2f} nats (K = {r['iw_samples']}; {r['cpu_core_hours']:.2f} CPU-core-hours, "
+                f"{r['train_wall_minutes']:.0f} min wall clock on {r['train_threads']} thread(s), {how}, one training seed); "
+                f"each stage at K = {r['stage_score_iw_samples']}: {', '.join(stages)}; minus {PAPER_BEST_TARGET_NLL}: {effect.describe()}")
+    result = verdict(effect) if r["within_budget"] else \
+        f"not met: training took {r['cpu_core_hours']:.2f} CPU-core-hours, over the {r['budget_core_hours']:.0f}-hour budget"
     return Claim("this repo", claim, measured, result)
 
 
@@ -300,7 +327,7 @@ def _seed_claims(lvae: Run, vae: Run) -> list[Claim]:
 def summary(results_dir: Path = Path("results")) -> list[str]:
     """The claims table's verdicts, one line each: what the README shows."""
     results = paper.load_results(results_dir / "paper")
-    return [f"- {c.claim}: **{c.verdict}**" for c in paper_claims(results) + [paper_best_claim(results_dir)]]
+    return [f"- {c.claim}: **{c.verdict}**" for c in paper_claims(results) + paper_best_claims(results_dir)]
 
 
 def render(results_dir: Path = Path("results")) -> str:
@@ -328,7 +355,7 @@ def _render(results_dir: Path, results: dict[str, Run]) -> str:
         "| source | claim | our measurement | verdict |",
         "|---|---|---|---|",
     ]
-    for c in paper_claims(results) + [paper_best_claim(results_dir)] + seed_claims(results_dir):
+    for c in paper_claims(results) + paper_best_claims(results_dir) + seed_claims(results_dir):
         lines.append(f"| {c.source} | {c.claim} | {c.measured} | **{c.verdict}** |")
     return "\n".join(lines + ["", *sweep_table(results), "", *active_table(results)])
 

@@ -219,13 +219,15 @@ SCORE_KEYS = ("nll", "nll_stderr", "elbo", "iw_samples", "per_image_log_px", "pe
 
 
 def likelihood_score(run_dir: Path, iw_samples: int, epoch: int | None, log: Path, threads: int, say, name: str,
-                     data_root: Path | None) -> dict[str, Any]:
+                     data_root: Path | None, extra_argv: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """The likelihood part of `evaluate` on the run's latest or kept weights, cached in RUN/scores/ so
-    a runner stopped between scores does not redo the finished ones."""
-    cache = run_dir / "scores" / f"epoch-{epoch if epoch is not None else 'last'}-K{iw_samples}.json"
+    a runner stopped between scores does not redo the finished ones. `extra_argv`: more evaluate flags
+    (--limit N for smoke runs, which then go to a cache of their own)."""
+    tag = "".join(f"-{a.lstrip('-')}" for a in extra_argv)
+    cache = run_dir / "scores" / f"epoch-{epoch if epoch is not None else 'last'}-K{iw_samples}{tag}.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    argv = evaluate_argv(run_dir, iw_samples, data_root, epoch if epoch is not None else None)
+    argv = evaluate_argv(run_dir, iw_samples, data_root, epoch if epoch is not None else None) + list(extra_argv)
     if epoch is None:
         argv += ["--prior-samples", "0"]
     say(f"{name}: scoring {'epoch ' + str(epoch) if epoch is not None else 'the last epoch'} with K = {iw_samples}")
