@@ -9,7 +9,9 @@ q(z|x) = q(z_{L-1}|x) prod_k q(z_k|z_{k+1}, x) and w = p(x, z) / q(z|x),
 For every model the proposal is the model's own posterior (`model(x, repeats=n)`): the
 ladder's bottom-up pass is deterministic and runs once per image, its top-down pass is
 repeated; passes hold at most `chunk` rows, so memory stays bounded for K = 5000.
-Log-weights are summed in float32 per sample and combined by log-sum-exp in float64.
+Log-weights are summed in float32 per sample and combined by log-sum-exp in float64. The scored
+model is a copy with batch norm folded into the layer before it (lvae.fusion), and glibc keeps
+freed memory (lvae.allocator): the same numbers to float32 rounding, measured in `make bench`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from lvae.allocator import keep_freed_memory
 from lvae.classifier import class_histogram, features, kl_to_uniform, load_classifier, predict
 from lvae.data import load_split
 from lvae.fid import frechet_distance
+from lvae.fusion import folded_for_inference
 from lvae.losses import log_weights
 from lvae.model import HierarchicalModel
 from lvae.progress import progress_bar
@@ -114,8 +117,7 @@ def iw_log_likelihood(model: HierarchicalModel, x_all: Tensor, k: int, likelihoo
     """The importance-weighted estimate of log p(x) over a whole split, in nats per image."""
     if k < 1:
         raise ValueError(f"the number of importance samples must be >= 1, got {k}")
-    was_training = model.training
-    model.eval()
+    model = folded_for_inference(model)  # an eval-mode copy, batch norm folded into the layers before it
     device = next(model.parameters()).device
     chunk = chunk or auto_chunk(model, x_all[:1].to(device))
     images_per_batch = max(1, min(len(x_all), chunk // k)) if k < chunk else 1
@@ -127,7 +129,6 @@ def iw_log_likelihood(model: HierarchicalModel, x_all: Tensor, k: int, likelihoo
             estimates.append(torch.logsumexp(lw, 1) - math.log(k))
             mean_lw.append(lw.mean(1))
             bar.update(len(x))
-    model.train(was_training)
     per_image = torch.cat(estimates).cpu()
     n = len(per_image)
     stderr = per_image.std().item() / math.sqrt(n) if n > 1 else float("nan")

@@ -92,10 +92,11 @@ def iw_pass(config_name: str, k: int = 1000, images: int = 4) -> tuple[Callable[
     """Importance weights for `images` images with K samples each; returns (pass, samples per pass)."""
     from lvae.config import named_config
     from lvae.evaluation import importance_log_weights
+    from lvae.fusion import folded_for_inference
     from lvae.model import build_model
 
     cfg = named_config(config_name)
-    model = build_model(cfg.model_kind, cfg.model).eval()
+    model = folded_for_inference(build_model(cfg.model_kind, cfg.model))  # as iw_log_likelihood scores
     x = torch.bernoulli(torch.rand(images, *cfg.model.image_shape))
     return (lambda: importance_log_weights(model, x, k, cfg.model.likelihood)), k * images
 
