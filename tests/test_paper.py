@@ -76,6 +76,12 @@ def test_a_long_run_keeps_and_scores_its_epochs(tiny_data, tmp_path, capsys):
 
     cfg, model = load_model(tmp_path / "res" / "long-lvae-bn-wu-s0.pt")  # what figures/paper_layers_resampled.png draws
     assert cfg.model_kind == "lvae" and model.latent_layers == [0, 1, 2, 3, 4]
+    # cut off after its evaluations (in writing the JSON, say): run again, nothing is scored twice
+    (tmp_path / "res" / "long-lvae-bn-wu-s0.json").unlink()
+    assert paper.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "scoring" not in out and "evaluating" not in out and "training" not in out
+    assert json.loads((tmp_path / "res" / "long-lvae-bn-wu-s0.json").read_text())["per_image_log_px"] == r["per_image_log_px"]
 
 
 def test_a_smoke_run_trains_evaluates_and_is_then_skipped(tiny_data, tmp_path, capsys):

@@ -238,6 +238,20 @@ def likelihood_score(run_dir: Path, iw_samples: int, epoch: int | None, log: Pat
     return score
 
 
+def final_evaluation(run_dir: Path, iw_samples: int, log: Path, threads: int, say, name: str, data_root: Path | None) -> dict[str, Any]:
+    """The whole `evaluate` of a finished run's last weights, cached in RUN/scores/ like the likelihood scores:
+    a runner cut off after it (in the K = 5000 score, say) does not redo it."""
+    cache = run_dir / "scores" / f"final-K{iw_samples}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    say(f"{name}: evaluating with K = {iw_samples}")
+    out = run_logged(evaluate_argv(run_dir, iw_samples, data_root), log, threads)
+    result = json.loads(out)
+    cache.parent.mkdir(exist_ok=True)
+    ckpt.write_atomic(cache, lambda f: f.write(out.encode()))
+    return result
+
+
 def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say, data_root: Path | None = None,
                    train_extra: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """Train (or resume) and evaluate one experiment; write results/paper/NAME.json.
@@ -264,8 +278,7 @@ def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say
         commands_file.write_text(json.dumps(commands) + "\n")
         say(f"{exp.name}: {'training' if fresh else 'resuming'} ({commands[-1]})")
         run_logged(argv, log, threads)
-    say(f"{exp.name}: evaluating with K = {exp.budget.iw_samples}")
-    result = json.loads(run_logged(evaluate_argv(run_dir, exp.budget.iw_samples, data_root), log, threads))
+    result = final_evaluation(run_dir, exp.budget.iw_samples, log, threads, say, exp.name, data_root)
     kept = [e for e in exp.budget.keep_epochs if e < exp.budget.epochs]
     if kept:  # the training-budget curve: every kept epoch scored like the last one
         last = {k: result[k] for k in SCORE_KEYS}
