@@ -282,9 +282,11 @@ def fig_paper_budget(r: Results) -> Figure:
     epochs = sorted(effects)
     seeds = min(n.seeds for n, _ in effects.values())
     band = lambda e: (e.mean, e.low, e.high)  # noqa: E731
+    bands = "95 % bands over seeds and images" if seeds > 1 else "95 % bands over test images only"
+    partial = f"; partial: {seeds} of {len(paper.SEEDS)} seeds" if seeds < len(paper.SEEDS) else ""
     return plots.budget_curve(epochs, [band(effects[e][0]) for e in epochs], [band(effects[e][1]) for e in epochs],
                               f"The 5-layer ladder minus the VAE (both BN + WU) against training budget, {seeds} seed(s), "
-                              f"K = {paper.LONG.iw_samples}")
+                              f"K = {paper.LONG.iw_samples}\n{bands}{partial}")
 
 
 def fig_paper_elbo(r: Results) -> Figure:
