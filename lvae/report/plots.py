@@ -371,11 +371,12 @@ def budget_curve(epochs: Sequence[int], nll: Sequence[tuple[float, float, float]
     for ax, series, what in ((axes[0, 0], nll, "NLL"), (axes[0, 1], elbo, "−ELBO")):
         mean, low, high = (np.array([p[j] for p in series]) for j in range(3))
         ax.axhline(0.0, color="0.6", lw=0.8)
-        ax.fill_between(epochs, low, high, color=PAPER_COLORS["LVAE + BN + WU"], alpha=0.25, lw=0, label="95 % interval (seeds and images)")
-        ax.plot(epochs, mean, marker="o", ms=4, color=PAPER_COLORS["LVAE + BN + WU"], label="mean over seeds")
+        ax.fill_between(epochs, low, high, color=PAPER_COLORS["LVAE + BN + WU"], alpha=0.25, lw=0, label="95 % interval")
+        ax.plot(epochs, mean, marker="o", ms=4, color=PAPER_COLORS["LVAE + BN + WU"], label="mean (over seeds)")
         ax.set(xscale="log", xlabel="training epochs (log scale)", ylabel=f"{what}(LVAE) − {what}(VAE), nats",
                title=f"{what}: below 0, the ladder is better")
         ax.set_xticks(list(epochs), [str(e) for e in epochs])
+        ax.set_xticks([], minor=True)  # the log axis's own minor labels (3 x 10^1, ...) would crowd the kept epochs
     axes[0, 0].legend(loc="best", frameon=False)
     fig.suptitle(title)
     return fig

@@ -1,0 +1,52 @@
+"""Every committed weights file reproduces the likelihood its JSON reports: the weights in the repo can be checked."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lvae.data import default_root, fetch_command, is_cached, load_split
+from lvae.evaluation import iw_log_likelihood
+from lvae.training import evaluation_inputs, split_elbo
+from lvae.weights import load_trained
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+IMAGES = 2000
+TOLERANCE = 0.02  # nats (issue 17); the same draws leave only the weights' storage and float32 rounding
+
+
+def scored_weights() -> list[Path]:
+    """Committed MNIST weights whose JSON holds each test image's log p(x) (the sweep's and the long pair's, paper-best)."""
+    found = []
+    for pt in sorted(RESULTS.rglob("*.pt")):
+        js = pt.with_suffix(".json")
+        if js.is_file():
+            r = json.loads(js.read_text())
+            if "per_image_log_px" in r and r.get("dataset", "mnist") == "mnist" and r.get("split", "test") == "test":
+                found.append(pt)
+    return found
+
+
+def test_the_long_pair_and_paper_best_are_among_them():
+    names = {p.relative_to(RESULTS).as_posix() for p in scored_weights()}
+    assert {"paper/long-lvae-bn-wu-s0.pt", "paper/long-vae-bn-wu-s0.pt"} <= names
+
+
+@pytest.mark.parametrize("weights", scored_weights(), ids=lambda p: p.relative_to(RESULTS).as_posix())
+def test_committed_weights_reproduce_their_json_on_the_first_2000_test_images(weights):
+    """The same K and seed as `evaluate` (lvae.evaluation.evaluate_model): seed, the ELBO pass over the whole split
+    (so the random stream reaches the IW pass where it did), then the IW pass over the first 2000 images only."""
+    root = default_root()
+    if not is_cached("mnist", root):
+        pytest.skip(f"the MNIST cache is not in {root} (set LVAE_DATA, or fetch it: {fetch_command('mnist', root)})")
+    r = json.loads(weights.with_suffix(".json").read_text())
+    cfg, model = load_trained(weights)
+    x = evaluation_inputs(load_split("mnist", "test", root), cfg.model.likelihood)
+    torch.manual_seed(0)
+    split_elbo(model, x, cfg.model.likelihood, cfg.model.output_variance)
+    iw = iw_log_likelihood(model, x[:IMAGES], r["iw_samples"], cfg.model.likelihood, cfg.model.output_variance)
+    expected = torch.tensor(r["per_image_log_px"][:IMAGES], dtype=torch.float64)
+    got_nll, expected_nll = -iw.per_image.mean().item(), -expected.mean().item()
+    assert abs(got_nll - expected_nll) <= TOLERANCE, f"{weights.name}: {got_nll:.4f} against the JSON's {expected_nll:.4f} on {IMAGES} images"
+    assert (iw.per_image - expected).abs().max() < 0.05  # image by image too: the same draws, not just the same mean
