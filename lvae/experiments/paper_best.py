@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import resource
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path

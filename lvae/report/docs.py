@@ -11,7 +11,6 @@ No number in those blocks is typed by hand: each comes from a JSON file that a c
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
