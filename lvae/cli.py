@@ -59,6 +59,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-epochs", type=int, nargs="+", metavar="N",
                    help="keep the weights at the end of these epochs as RUN/epoch-NNNN.pt (score them with evaluate --epoch N)")
     p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints")
+    p.add_argument("--test-every", type=int, metavar="N",
+                   help="test ELBO every N epochs (and at kept epochs and the last); training is the same whatever N (default 1)")
     p.add_argument("--keep-checkpoints", type=int, help="numbered checkpoints to keep (default 2)")
     p.add_argument("--amp", choices=AMP_MODES, help="bf16: autocast the model's forward pass to bfloat16 (default off)")
     p.add_argument("--ema-decay", type=float, metavar="D",
@@ -87,7 +89,7 @@ def apply_flags(cfg: RunConfig, a: argparse.Namespace) -> RunConfig:
         ("train", "lr_schedule"): a.lr_schedule, ("train", "lr_min"): a.lr_min,
         ("train", "seed"): a.seed, ("train", "device"): a.device, ("train", "limit"): a.limit,
         ("train", "dataset"): a.data, ("train", "grad_clip"): a.grad_clip,
-        ("train", "checkpoint_every"): a.checkpoint_every, ("train", "keep_checkpoints"): a.keep_checkpoints,
+        ("train", "checkpoint_every"): a.checkpoint_every, ("train", "test_every"): a.test_every, ("train", "keep_checkpoints"): a.keep_checkpoints,
         ("train", "amp"): a.amp, ("train", "compile"): a.compile, ("train", "ema_decay"): a.ema_decay,
         ("train", "keep_epochs"): tuple(a.keep_epochs) if a.keep_epochs else None,
         ("model", "ladder_up"): a.ladder_up, ("model", "ladder_inference"): a.ladder_inference,
@@ -116,7 +118,7 @@ def apply_flags(cfg: RunConfig, a: argparse.Namespace) -> RunConfig:
 
 
 # A resumed run keeps its config.json; these flags may still change (lvae.training.RESUMABLE_FIELDS).
-RESUME_FLAGS = ("epochs", "lr", "grad_clip", "checkpoint_every", "keep_checkpoints", "device", "amp", "compile", "keep_epochs")
+RESUME_FLAGS = ("epochs", "lr", "grad_clip", "checkpoint_every", "test_every", "keep_checkpoints", "device", "amp", "compile", "keep_epochs")
 FIXED_ON_RESUME = ("config", "model", "depth", "ladder_up", "ladder_inference", "batch_norm", "beta_schedule", "data", "batch_size", "lr_schedule", "lr_min", "warmup", "seed", "limit",
                    "kl_mode", "free_bits", "beta_end", "objective", "iw_train", "ema_decay", "out", "overwrite", "finetune")
 # A fine-tuning run keeps its source's model and data: the weights must fit, and they were learnt there.

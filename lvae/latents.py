@@ -8,7 +8,10 @@ and the precisions used by the merge never overflow.
 from __future__ import annotations
 
 import math
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +20,27 @@ from torch.distributions import Independent, Normal
 from lvae.elementwise import logaddexp, softplus
 
 LOG_2PI = math.log(2 * math.pi)
+_noise = threading.local()
+
+
+@contextmanager
+def noise_from(generator: torch.Generator | None) -> Iterator[None]:
+    """Draw every latent sample of this thread from `generator` inside the block (None: the global RNG).
+
+    Why: a pass that is not training (the per-epoch test ELBO) then leaves the training noise
+    alone, so how often it runs cannot change what the run learns.
+    """
+    before = getattr(_noise, "generator", None)
+    _noise.generator = generator
+    try:
+        yield
+    finally:
+        _noise.generator = before
+
+
+def standard_normal_like(t: Tensor) -> Tensor:
+    """N(0, I) noise shaped (and laid out) like `t`, from `noise_from`'s generator if one is set: torch.randn_like otherwise."""
+    return torch.empty_like(t).normal_(generator=getattr(_noise, "generator", None))
 
 
 @dataclass
@@ -32,7 +56,7 @@ class Gaussian:
 
     def sample(self, temperature: float = 1.0) -> Tensor:
         """Reparameterised draw: mu + T * sigma * eps, differentiable in mu and logvar."""
-        return self.mu + temperature * self.std * torch.randn_like(self.mu)
+        return self.mu + temperature * self.std * standard_normal_like(self.mu)
 
     def log_density(self, z: Tensor) -> Tensor:
         """log N(z; mu, sigma^2) elementwise, same shape as z."""

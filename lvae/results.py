@@ -29,12 +29,12 @@ FASHION = ("fashion-seed-lvae", "fashion-paper-lvae")  # `make fashion`: the see
 
 
 def training_summary(run_dir: Path) -> dict[str, Any]:
-    """Epochs trained and seconds spent in training steps (the per-epoch test ELBO excluded)."""
+    """Epochs trained and seconds spent in training steps (the per-epoch test ELBO excluded; None where it was skipped)."""
     from lvae.training import read_jsonl
 
     rows = read_jsonl(Path(run_dir) / "epochs.jsonl")
     return {"epochs": len(rows), "train_seconds": sum(r["seconds"] for r in rows),
-            "test_elbo_per_epoch": [r["elbo"] for r in rows], "seconds_per_epoch": [r["seconds"] for r in rows]}
+            "test_elbo_per_epoch": [r.get("elbo") for r in rows], "seconds_per_epoch": [r["seconds"] for r in rows]}
 
 
 def save_result(run_dir: Path, name: str, iw_samples: int, command: str, chunk: int | None = None, limit: int | None = None,

@@ -22,7 +22,11 @@ DATA_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, Over
 LOG_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "history.jsonl": {"iteration": int, "epoch": int, "beta": (int, float), "loss": (int, float), "recon": (int, float),
                       "elbo": (int, float), "kl": list},
-    "epochs.jsonl": {"epoch": int, "seconds": (int, float), "elbo": (int, float), "recon": (int, float), "kl": list},
+    "epochs.jsonl": {"epoch": int, "seconds": (int, float)},
+}
+# Fields a row may leave out (an epoch whose test pass was skipped, `train.test_every`), typed when present.
+OPTIONAL_LOG_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "epochs.jsonl": {"elbo": (int, float), "recon": (int, float), "kl": list},
 }
 
 
@@ -48,11 +52,11 @@ def read_json(path: Path, what: str = "a JSON file lvae wrote") -> Any:
         return json.loads(data)
 
 
-def _bad_row(row: Any, fields: dict[str, type | tuple[type, ...]]) -> str | None:
-    """What is wrong with one log row, in words; None if it has every field the readers use."""
+def _bad_row(row: Any, fields: dict[str, type | tuple[type, ...]], optional: dict[str, type | tuple[type, ...]]) -> str | None:
+    """What is wrong with one log row, in words; None if it has every field the readers use (and `optional` ones typed)."""
     if not isinstance(row, dict):
         return f"a JSON {type(row).__name__}, not a row"
-    for key, kind in fields.items():
+    for key, kind in fields.items() | {k: v for k, v in optional.items() if k in row}.items():
         value = row.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             return f"no {key!r} of type {getattr(kind, '__name__', 'number')} (got {str(value)[:40]})"
@@ -76,7 +80,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         lines = path.read_bytes().split(b"\n")
     except OSError as e:
         raise CheckpointError(f"{path}: cannot be read ({e.strerror or first_line(e)})") from None
-    fields = LOG_FIELDS.get(path.name, {})
+    fields, optional = LOG_FIELDS.get(path.name, {}), OPTIONAL_LOG_FIELDS.get(path.name, {})
     rows = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -88,7 +92,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
                 break
             raise CheckpointError(f"{path}, line {n}: not a JSON row ({type(e).__name__}: {first_line(e)}); "
                                   f"the log is damaged: restore it, or delete the line") from None
-        problem = _bad_row(row, fields)
+        problem = _bad_row(row, fields, optional)
         if problem:
             raise CheckpointError(f"{path}, line {n}: not a row lvae wrote ({problem}); restore the file, or delete the line")
         rows.append(row)

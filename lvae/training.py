@@ -3,7 +3,9 @@
 A run folder holds
     config.json        the RunConfig
     history.jsonl      one line per iteration: loss, recon, KL per layer (bottom first), beta, grad norm
-    epochs.jsonl       one line per epoch: train ELBO, test ELBO terms (paper KL, beta = 1), test KL per unit
+    epochs.jsonl       one line per epoch: train ELBO, CPU seconds; test ELBO terms (paper KL, beta = 1) and
+                       test KL per unit where the test pass ran (`train.test_every`: its own noise, so
+                       thinning it never changes what the run learns)
     checkpoint.pt      the latest checkpoint, plus the last `keep_checkpoints` numbered ones
 
 Resuming is exact: beta is a function of the iteration, the data order a function of
@@ -55,6 +57,7 @@ from lvae import distributed as dist_utils
 from lvae.batchnorm import recompute_batch_norm
 from lvae.config import ConfigError, RunConfig, validate
 from lvae.data import Split, binarize, fixed_binarization
+from lvae.latents import noise_from
 from lvae.losses import kl_per_unit, log_likelihood, objective_loss
 from lvae.model import HierarchicalModel, build_model, use_fast_layout
 from lvae.progress import print_line, progress_bar
@@ -64,7 +67,7 @@ from lvae.schedules import beta_at, horizon_schedules, lr_at
 # Fields a resumed run may change; anything else must match the checkpoint. Changing one
 # of them (other than epochs, checkpoint_every, keep_checkpoints) ends bit-for-bit repeatability.
 RESUMABLE_FIELDS = frozenset({
-    "train.epochs", "train.lr", "train.grad_clip", "train.checkpoint_every", "train.keep_checkpoints",
+    "train.epochs", "train.lr", "train.grad_clip", "train.checkpoint_every", "train.test_every", "train.keep_checkpoints",
     "train.device", "train.amp", "train.compile", "train.keep_epochs",
 })
 
@@ -533,6 +536,24 @@ class Trainer:
             self.ema.update_parameters(self.model)
         return row, stop > 0
 
+    def tests_after(self, epochs_done: int) -> bool:
+        """Whether the test pass runs at the end of this (1-based) epoch: every `test_every`, a kept one, the last."""
+        t = self.cfg.train
+        return epochs_done % t.test_every == 0 or epochs_done in t.keep_epochs or epochs_done >= t.epochs
+
+    def test_pass(self, epochs_done: int) -> dict[str, Any]:
+        """Batch-norm statistics recomputed (if configured), then the test ELBO terms.
+
+        The ELBO's noise comes from a generator seeded by (seed, epoch), not the global RNG the
+        training steps draw from: how often this runs never changes the training trajectory.
+        """
+        cfg = self.cfg
+        if cfg.train.bn_recompute:  # forks the global RNG itself
+            recompute_batch_norm(self.eval_model, self.train_split.images, cfg.model.likelihood, seed=cfg.train.seed + 7919 * epochs_done)
+        generator = torch.Generator(self.device).manual_seed(cfg.train.seed * 1_000_003 + epochs_done)
+        with noise_from(generator):
+            return split_elbo(self.eval_model, self.test_x, cfg.model.likelihood, cfg.model.output_variance)
+
     def fit(self) -> dict[str, Any]:
         """Train to the configured number of epochs; returns the last test ELBO terms."""
         cfg, s = self.cfg, self.state
@@ -572,15 +593,14 @@ class Trainer:
                         self.save(pending)
                 epoch_time = time.perf_counter() - t0
                 if self.dist.is_main:
-                    if cfg.train.bn_recompute:
-                        recompute_batch_norm(self.eval_model, self.train_split.images, cfg.model.likelihood, seed=cfg.train.seed + 7919 * (s.epoch + 1))
-                    last_eval = split_elbo(self.eval_model, self.test_x, cfg.model.likelihood, cfg.model.output_variance)
-                    train_elbo = s.epoch_elbo_sum / max(1, s.batch_in_epoch)
-                    cpu_seconds = time.process_time() - cpu0  # this process's CPU, every thread, the test pass included: CPU budgets
+                    row = {"epoch": s.epoch, "seconds": epoch_time, "train_elbo": s.epoch_elbo_sum / max(1, s.batch_in_epoch)}
+                    if self.tests_after(s.epoch + 1):
+                        last_eval = self.test_pass(s.epoch + 1)
+                        row.update(last_eval)
+                    row["cpu_seconds"] = time.process_time() - cpu0  # this process's CPU, every thread, the test pass included: CPU budgets
                     with self.resumable():
-                        _append_jsonl(self.run_dir / "epochs.jsonl", [{"epoch": s.epoch, "seconds": epoch_time, "cpu_seconds": cpu_seconds,
-                                                                       "train_elbo": train_elbo, **last_eval}])
-                    if self.progress:
+                        _append_jsonl(self.run_dir / "epochs.jsonl", [row])
+                    if self.progress and "elbo" in row:
                         print_line(f"epoch {s.epoch + 1}: test ELBO {last_eval['elbo']:.2f} nats "
                                    f"(recon {last_eval['recon']:.2f}, KL {[round(k, 2) for k in last_eval['kl']]}) in {epoch_time:.1f}s")
                 s.epoch += 1

@@ -98,6 +98,7 @@ CASES = [
     Case("negative-lr", lambda w: train(w, "--lr", "-0.001", "--out", w.new), "learning rate must be > 0, got -0.001"),
     Case("zero-grad-clip", lambda w: train(w, "--grad-clip", "0", "--out", w.new), "grad_clip must be > 0 (or left unset)"),
     Case("zero-checkpoint-every", lambda w: train(w, "--checkpoint-every", "0", "--out", w.new), "checkpoint_every must be a positive integer, got 0"),
+    Case("zero-test-every", lambda w: train(w, "--test-every", "0", "--out", w.new), "test_every must be a positive integer, got 0"),
     Case("negative-free-bits", lambda w: train(w, "--free-bits", "-1", "--out", w.new), "free_bits must be >= 0.0, got -1.0"),
     Case("unknown-likelihood", lambda w: resume(w, "--epochs", "2"), "unknown likelihood 'poisson'; choose one of ('gaussian', 'bernoulli')",
          setup=lambda w: w.edit_config(lambda c: c["model"].update(likelihood="poisson"))),

@@ -41,6 +41,24 @@ def test_same_seed_same_numbers(tmp_path, tiny_data):
     assert (tmp_path / "a" / "history.jsonl").read_text() == (tmp_path / "b" / "history.jsonl").read_text()
 
 
+def test_skipping_test_passes_leaves_training_bit_identical(tmp_path, tiny_data):
+    """`test_every` only thins the test pass: the test ELBO draws from a generator of its own, so the
+    weights, the training log and the tested epochs' numbers are the same as when every epoch is tested."""
+    every, _ = tiny_run(tmp_path, tiny_data, "every", epochs=5, bn_recompute=True)
+    some, _ = tiny_run(tmp_path, tiny_data, "some", epochs=5, bn_recompute=True, test_every=2, keep_epochs=(3,))
+    for (name, a), b in zip(every.model.state_dict().items(), some.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert (tmp_path / "every" / "history.jsonl").read_text() == (tmp_path / "some" / "history.jsonl").read_text()
+    all_rows, rows = read_jsonl(tmp_path / "every" / "epochs.jsonl"), read_jsonl(tmp_path / "some" / "epochs.jsonl")
+    tested = [r["epoch"] + 1 for r in rows if "elbo" in r]
+    assert tested == [2, 3, 4, 5] and len(rows) == 5  # every 2nd, the kept 3rd and the last
+    for r in rows:
+        full = all_rows[r["epoch"]]
+        assert r["train_elbo"] == full["train_elbo"]
+        if "elbo" in r:
+            assert (r["elbo"], r["kl"]) == (full["elbo"], full["kl"])
+
+
 def test_cli_train_and_sample_end_to_end(tmp_path, tiny_data, capsys):
     out = tmp_path / "cli"
     rc = main(["train", "--config", "seed", "--epochs", "1", "--batch-size", "32", "--limit", "128",

@@ -67,10 +67,12 @@ class Budget:
     iw_samples: int
     keep_epochs: tuple[int, ...] = ()  # weights kept and scored at these epochs too (the budget curve)
     headline_iw_samples: int | None = None  # seed 0's last epoch is also scored with this K
+    test_every: int = 1  # the per-epoch test ELBO every N epochs (kept and last ones always); training is the same whatever N
 
 
 SWEEP = Budget(epochs=50, warmup_epochs=20, iw_samples=100)
-LONG = Budget(epochs=300, warmup_epochs=20, iw_samples=1000, keep_epochs=(25, 50, 100, 200, 300), headline_iw_samples=5000)
+# The long runs test every 10th epoch (seed 0 tested every epoch): the same training, ~35 min less per run on one core.
+LONG = Budget(epochs=300, warmup_epochs=20, iw_samples=1000, keep_epochs=(25, 50, 100, 200, 300), headline_iw_samples=5000, test_every=10)
 SEEDS = (0, 1, 2)
 PAIR = ("lvae-bn-wu", "vae-bn-wu")  # the ladder and its baseline: same stochastic layers, batch norm and warm-up
 
@@ -92,6 +94,7 @@ class Experiment:
         argv += ["--warmup", str(self.budget.warmup_epochs)] if v.warmup else ["--beta-schedule", "constant"]
         kept = [e for e in self.budget.keep_epochs if e <= self.budget.epochs]
         argv += ["--keep-epochs", *map(str, kept)] if kept else []
+        argv += ["--test-every", str(self.budget.test_every)] if self.budget.test_every > 1 else []
         return argv
 
 

@@ -390,8 +390,9 @@ def elbo_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], title: str)
     for i, (label, c) in enumerate(curves.items()):
         color = PAPER_COLORS.get(label, f"C{i}")
         ax.plot(np.arange(1, len(c["train"]) + 1), c["train"], color=color, lw=1.2, ls="--", label=f"{label}, train")
-        ax.plot(np.arange(1, len(c["test"]) + 1), c["test"], color=color, lw=1.6, label=f"{label}, test")
-        shown += list(c["train"][len(c["train"]) // 10 :]) + list(c["test"][len(c["test"]) // 10 :])
+        tested = [(e, v) for e, v in enumerate(c["test"], 1) if v is not None]  # None: no test pass that epoch
+        ax.plot([e for e, _ in tested], [v for _, v in tested], color=color, lw=1.6, label=f"{label}, test")
+        shown += list(c["train"][len(c["train"]) // 10 :]) + [v for e, v in tested if e > len(c["test"]) // 10]
     lo, hi = min(shown), max(shown)  # the first tenth of training (the warm-up's start) lies far below: left out of the range
     ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
     ax.set(xlabel="epoch", ylabel="ELBO (nats; higher is better)")
@@ -519,14 +520,15 @@ def likelihood_curves(summaries: Mapping[str, "RunSummary"], iw: Mapping[str, fl
         color = model_color(name, i)
         train = -(np.asarray(s.recon) + np.asarray(s.kl).sum(1))
         ax.plot(_epoch_axis(s), train, color=color, lw=1.0, alpha=0.45, label=f"{name} ELBO, training batches")
-        ep = [r["epoch"] + 1 for r in s.epochs]
-        test = [r["elbo"] for r in s.epochs]
+        tested = [r for r in s.epochs if "elbo" in r]  # epochs whose test pass ran (train.test_every)
+        ep = [r["epoch"] + 1 for r in tested]
+        test = [r["elbo"] for r in tested]
         ax.plot(ep, test, marker="o", ms=5, color=color, lw=1.6, label=f"{name} ELBO, test set")
         lows.append(min(test))
         if iw and name in iw:  # each model's star a little to the side of the last epoch, so one never hides another
             x = ep[-1] + 0.15 * (i - (len(summaries) - 1) / 2)
             ax.scatter([x], [iw[name]], marker="*", s=140, color=color, zorder=3, edgecolor="k", lw=0.5, label=f"{name} {iw_label}")
-    top = max(max(r["elbo"] for r in s.epochs) for s in summaries.values())
+    top = max(max(r["elbo"] for r in s.epochs if "elbo" in r) for s in summaries.values())
     if iw:
         top = max(top, *iw.values())
     span = top - min(lows)
