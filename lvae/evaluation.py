@@ -38,7 +38,7 @@ from lvae.training import evaluation_inputs, split_elbo
 from lvae.weights import load_trained
 
 ACTIVE_THRESHOLD = 0.01
-CHUNK_FLOATS = 2**20  # largest activation of one top-down pass: 4 MB in float32
+CHUNK_FLOATS = 2**22  # largest activation of one top-down pass: 16 MB in float32 (below lvae.allocator's 32 MB mmap threshold)
 
 
 # ----------------------------------------------------------------------------- importance weighting
@@ -47,9 +47,11 @@ CHUNK_FLOATS = 2**20  # largest activation of one top-down pass: 4 MB in float32
 def activation_budget(device: torch.device, free_bytes: int | None = None) -> int:
     """Bytes the largest activation of one IW pass may take on `device`.
 
-    CPU: 4 MB (`make bench` measures the IW pass): a conv decoder at 4096 rows spends most
-    of its time in page faults for fresh 100 MB buffers; at ~100-250 rows it runs 3-4x
-    faster, while an MLP ladder prefers ~1000+ rows. A GPU wants the opposite, passes as
+    CPU: 16 MB, so no activation reaches the 32 MB above which glibc maps (and page-faults in)
+    fresh memory for every buffer (lvae.allocator). Measured on 2 idle EPYC cores, one IW pass of
+    4 images x K = 1000: the `paper` MLP at 4011 rows against 1337 (the former 4 MB) runs at
+    59 % of the 2-thread peak against 55 % (65 against 62 % on one thread); the `seed` conv
+    model at 332 rows against 83, 1.1x faster. A GPU wants the opposite, passes as
     wide as its memory allows: a sixty-fourth of the free memory, since a pass holds a few
     dozen activations (no graph: the bound is computed without gradients).
     """
@@ -109,6 +111,7 @@ class IWEstimate:
     elbo_mc: float  # mean log-weight: a Monte Carlo ELBO from the same samples
     per_image: Tensor  # (N,) float64, each image's log p(x) estimate
     per_image_elbo: Tensor  # (N,) each image's mean log-weight: its ELBO, estimated from the same K samples
+    chunk: int  # rows per pass: which draws land on which image, so a rerun with the same seed and chunk repeats them
 
 
 @torch.no_grad()
@@ -133,7 +136,7 @@ def iw_log_likelihood(model: HierarchicalModel, x_all: Tensor, k: int, likelihoo
     n = len(per_image)
     stderr = per_image.std().item() / math.sqrt(n) if n > 1 else float("nan")
     per_image_elbo = torch.cat(mean_lw).cpu()
-    return IWEstimate(-per_image.mean().item(), stderr, k, per_image_elbo.mean().item(), per_image, per_image_elbo)
+    return IWEstimate(-per_image.mean().item(), stderr, k, per_image_elbo.mean().item(), per_image, per_image_elbo, chunk)
 
 
 # ----------------------------------------------------------------------------- per-layer statistics
@@ -254,6 +257,7 @@ def evaluate_model(model: HierarchicalModel, x_eval: Tensor, reference: Tensor, 
         # and its ELBO from the same K samples: the per-image gap log p(x) - ELBO measures how tight the bound is
         "per_image_elbo": [round(v, 4) for v in iw.per_image_elbo.tolist()],
         "iw_samples": iw.iw_samples,
+        "iw_chunk": iw.chunk,
         "kl_per_layer": elbo["kl"],
         "kl_units": elbo["kl_units"],
         "latent_layers": model.latent_layers,

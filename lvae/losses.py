@@ -35,6 +35,21 @@ def bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
     return x * logits + log_sigmoid(-logits)
 
 
+def _bernoulli_summed_without_grad(logits: Tensor, x: Tensor) -> Tensor:
+    """`bernoulli_log_prob` summed over pixels, as x l - max(l, 0) - log(1 + e^-|l|), mostly in place.
+
+    Why: the importance-weighted bound scores a million logits per pass; this takes 10 passes
+    over them and 3 buffers where the composed ops take about 15 and a buffer each. The plain
+    log(1 + u), u = e^-|l| in (0, 1], is off by less than 1.2e-7 nats per pixel: a summed
+    log-likelihood needs absolute accuracy, and that is below the float32 rounding of its sum
+    (tests/test_losses.py checks it against float64).
+    """
+    lp = x * logits
+    lp.sub_(logits.clamp(min=0))
+    lp.sub_(logits.abs().neg_().exp_().add_(1.0).log_())
+    return lp.flatten(-3).sum(-1)
+
+
 def log_likelihood(x_logits: Tensor, x: Tensor, likelihood: str, output_variance: float = 0.5) -> Tensor:
     """log p(x | z_0) summed over each image's pixels (the last three dimensions): (B, C, H, W) -> (B,).
 
@@ -46,7 +61,9 @@ def log_likelihood(x_logits: Tensor, x: Tensor, likelihood: str, output_variance
                -(summed squared error) - D/2 log(pi), the seed's MSE.
     """
     if likelihood == "bernoulli":
-        return bernoulli_log_prob(x_logits, x).flatten(-3).sum(-1)
+        if x_logits.requires_grad or x.requires_grad:
+            return bernoulli_log_prob(x_logits, x).flatten(-3).sum(-1)
+        return _bernoulli_summed_without_grad(x_logits, x)
     if likelihood == "gaussian":
         sq = (x - torch.sigmoid(x_logits)) ** 2
         lp = -0.5 * (LOG_2PI + math.log(output_variance)) - sq / (2 * output_variance)

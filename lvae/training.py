@@ -66,6 +66,8 @@ from lvae.schedules import beta_at, horizon_schedules, lr_at
 
 # Fields a resumed run may change; anything else must match the checkpoint. Changing one
 # of them (other than epochs, checkpoint_every, keep_checkpoints) ends bit-for-bit repeatability.
+cpu_clock = time.process_time  # CPU seconds of this process, every thread (a test replaces it)
+
 RESUMABLE_FIELDS = frozenset({
     "train.epochs", "train.lr", "train.grad_clip", "train.checkpoint_every", "train.test_every", "train.keep_checkpoints",
     "train.device", "train.amp", "train.compile", "train.keep_epochs",
@@ -289,6 +291,7 @@ class Trainer:
         self.dist = dist_utils.context(t.device)
         self.device = self.dist.device if self.dist.enabled else device
         self.test_x = evaluation_inputs(test_split, cfg.model.likelihood)
+        self.test_cpu_seconds = 0.0  # CPU this process spent in test passes: what a training-CPU budget leaves out
         torch.manual_seed(t.seed)
         self.model = use_fast_layout(build_model(cfg.model_kind, cfg.model).to(self.device), self.device)
         if self.dist.rank:  # every rank starts from rank 0's weights (DDP broadcasts them) but draws its own noise
@@ -595,7 +598,9 @@ class Trainer:
                 if self.dist.is_main:
                     row = {"epoch": s.epoch, "seconds": epoch_time, "train_elbo": s.epoch_elbo_sum / max(1, s.batch_in_epoch)}
                     if self.tests_after(s.epoch + 1):
+                        tc0 = cpu_clock()
                         last_eval = self.test_pass(s.epoch + 1)
+                        self.test_cpu_seconds += cpu_clock() - tc0
                         row.update(last_eval)
                     row["cpu_seconds"] = time.process_time() - cpu0  # this process's CPU, every thread, the test pass included: CPU budgets
                     with self.resumable():

@@ -31,13 +31,15 @@ def test_an_arm_is_kept_dropped_or_left_by_the_one_verdict_rule():
 
 
 def test_an_equal_cpu_time_budget_stops_each_arm_and_records_what_it_reached(tmp_path, tiny_data, monkeypatch):
-    """A clock that gains 3 CPU seconds per reading: with a 5-second budget each arm stops after its second
-    epoch (3 s < 5 s after the first, 6 s after the second), its schedules still laid out over --epochs."""
+    """A clock that gains 3 CPU seconds per reading, and test passes that cost 1 s each: the budget counts
+    training only, 2 s per epoch, so with 5 seconds each arm stops after its third epoch (4 s < 5 s after the
+    second, 6 s after the third), its schedules still laid out over --epochs."""
     import itertools
     import json
 
     import torch
 
+    from lvae import training
     from lvae.experiments import ablations
     from lvae.schedules import lr_at
     from lvae.training import read_jsonl
@@ -45,6 +47,8 @@ def test_an_equal_cpu_time_budget_stops_each_arm_and_records_what_it_reached(tmp
     torch.set_num_threads(1)
     ticks = itertools.count(0.0, 3.0)
     monkeypatch.setattr(ablations, "cpu_clock", lambda: next(ticks))
+    test_ticks = itertools.count(0.0, 1.0)  # read before and after each test pass: 1 s per pass
+    monkeypatch.setattr(training, "cpu_clock", lambda: next(test_ticks))
     monkeypatch.setenv("LVAE_DATA", str(tiny_data))
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "cpu.json"
@@ -54,13 +58,13 @@ def test_an_equal_cpu_time_budget_stops_each_arm_and_records_what_it_reached(tmp
     assert list(rows) == ["baseline", "cosine", "ema"] and "verdict" in rows["ema"]
     for name, row in rows.items():
         assert row["training"]["cpu_seconds_budget"] == 5 and row["training"]["schedule_epochs"] == 12
-        assert row["training"]["epochs_reached"] == [2] and row["training"]["cpu_seconds"] == [6.0]
-        assert (row["seeds"][0]["epochs"], row["seeds"][0]["cpu_seconds"]) == (2, 6.0)
+        assert row["training"]["epochs_reached"] == [3] and row["training"]["cpu_seconds"] == [6.0]
+        assert (row["seeds"][0]["epochs"], row["seeds"][0]["cpu_seconds"]) == (3, 6.0)
         run = tmp_path / "runs/paper-ablations-cpu" / f"{name}-s0"
-        assert [r["epoch"] for r in read_jsonl(run / "epochs.jsonl")] == [0, 1]
+        assert [r["epoch"] for r in read_jsonl(run / "epochs.jsonl")] == [0, 1, 2]
         history = read_jsonl(run / "history.jsonl")  # 256 images, batch 256: one step per epoch
         train = ablations.make_config(ablations.ROWS[name][1], 12, 0).train
-        assert [h["lr"] for h in history] == [lr_at(train, i, 12) for i in range(2)]
+        assert [h["lr"] for h in history] == [lr_at(train, i, 12) for i in range(3)]
     lr = [h["lr"] for h in read_jsonl(tmp_path / "runs/paper-ablations-cpu/cosine-s0/history.jsonl")]
     assert 0.98 * 2e-3 < lr[1] < 2e-3  # the cosine over 12 epochs has barely begun (over 2 it would be at 1e-3)
     assert "ema" in torch.load(tmp_path / "runs/paper-ablations-cpu/ema-s0/checkpoint.pt", weights_only=True)

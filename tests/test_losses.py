@@ -71,3 +71,21 @@ def test_bernoulli_log_prob_matches_torch_distributions_for_binary_and_grey_pixe
         assert (got - reference).abs().max() < 1e-3  # summed over 784 float32 pixels
     binary = torch.bernoulli(torch.rand(64, 784, generator=g), generator=g)
     assert torch.allclose(bernoulli_log_prob(logits[:64], binary), Bernoulli(logits=logits[:64]).log_prob(binary), atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1e-4, 1.0, 8.0, 60.0])
+def test_the_summed_bernoulli_likelihood_without_gradients_matches_float64_and_the_gradient_path(scale):
+    """The in-place no-grad path (what the IW bound scores) against float64, and against the composed path training takes;
+    images broadcast against R draws each, as the IW passes call it."""
+    from lvae.losses import log_likelihood
+
+    g = torch.Generator().manual_seed(1)
+    logits = scale * torch.randn(3, 5, 1, 28, 28, generator=g)
+    for x in (torch.bernoulli(torch.rand(3, 1, 1, 28, 28, generator=g), generator=g), torch.rand(3, 1, 1, 28, 28, generator=g)):
+        reference = -F.binary_cross_entropy_with_logits(logits.double(), x.double().expand_as(logits), reduction="none").flatten(2).sum(-1)
+        fast = log_likelihood(logits, x, "bernoulli")
+        composed = log_likelihood(logits.clone().requires_grad_(), x, "bernoulli").detach()
+        assert fast.shape == (3, 5)
+        tolerance = 1e-5 * max(1.0, reference.abs().max().item())  # float32 rounding of a 784-term sum
+        assert (fast.double() - reference).abs().max() < tolerance
+        assert (fast - composed).abs().max() < tolerance

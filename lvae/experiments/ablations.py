@@ -15,7 +15,7 @@ results/paper-ablations.json as they finish.
 Issue 17's arms (`bf16`, `ema`) trade speed for quality, so they are compared at an equal CPU
 time instead (`--equal-cpu-seconds S`; by default baseline, bf16 and ema, three seeds): each arm
 trains one epoch at a time until this process's CPU time (user + system, `time.process_time`)
-spent on it reaches S, its lr and beta schedules laid out over `--epochs` whatever epoch it
+spent on its training (test passes left out) reaches S, its lr and beta schedules laid out over `--epochs` whatever epoch it
 stops at, and records the epochs it reached and the CPU seconds it used. Those rows go to
 results/paper-ablations-cpu.json and runs/paper-ablations-cpu/.
 """
@@ -68,14 +68,16 @@ def check_budget(epochs: int) -> None:
 
 
 def train_for_cpu_seconds(trainer: Trainer, seconds: float) -> dict:
-    """Train one epoch at a time until the CPU time spent since the call reaches `seconds` (the last
-    epoch is finished, so an arm may pass the budget by up to one epoch); returns what it reached.
+    """Train one epoch at a time until the CPU time spent training since the call reaches `seconds` (the
+    last epoch is finished, so an arm may pass the budget by up to one epoch); returns what it reached.
+    The per-epoch test passes are left out of the count (`Trainer.test_cpu_seconds`): they train nothing,
+    and an arm that evaluates differently (a moving average's batch-norm recompute) must not pay for it.
     The trainer's schedules must already be laid out over a fixed horizon (`train.schedule_epochs`)."""
     assert trainer.cfg.train.schedule_epochs is not None, "fix the schedules' horizon first"
-    start = cpu_clock()
+    start, tested = cpu_clock(), trainer.test_cpu_seconds
     while True:
         trainer.fit()
-        used = cpu_clock() - start
+        used = cpu_clock() - start - (trainer.test_cpu_seconds - tested)
         if used >= seconds:
             return {"epochs": trainer.state.epoch, "cpu_seconds": used}
         trainer.cfg.train.epochs = trainer.state.epoch + 1
