@@ -139,13 +139,14 @@ def step_seconds(exp: Experiment, steps: int = 5) -> float:
 
 
 def estimate_seconds(exp: Experiment, iw_seconds_per_sample: float) -> float:
-    """Training steps, the per-epoch batch-norm recompute (a forward pass over the training set: about a
-    third of a training step's work per image), and every score the experiment makes."""
+    """Training steps, the batch-norm recompute of each tested epoch (a forward pass over the training set:
+    about a third of a training step's work per image), and every score the experiment makes."""
     b = exp.budget
     iterations = 60000 // 256 * b.epochs
+    tested = sum(1 for e in range(1, b.epochs + 1) if e % b.test_every == 0 or e in b.keep_epochs or e == b.epochs)
     scores = b.iw_samples * (1 + len([e for e in b.keep_epochs if e < b.epochs]))
     scores += (b.headline_iw_samples or 0) if exp.seed == 0 else 0
-    return iterations * step_seconds(exp) * (1 + 1 / 3) + 10000 * scores * iw_seconds_per_sample
+    return iterations * step_seconds(exp) * (1 + tested / b.epochs / 3) + 10000 * scores * iw_seconds_per_sample
 
 
 def iw_seconds_per_sample() -> float:
