@@ -320,6 +320,7 @@ def test_paper_best_runner_trains_three_stages_counts_their_cpu_and_resumes(tiny
     assert r["train_threads"] == 1 and r["within_budget"] and 0 < r["cpu_core_hours"] < 0.1
     assert r["stages"][0]["gain_over_previous_stage"] is None and set(r["stages"][1]["gain_over_previous_stage"]) == {"nll_change", "stderr"}
     assert r["iw_samples"] == 3 and r["training"]["epochs"] == 2 and len(r["per_image_log_px"]) == r["images"] == 40
+    assert r["check_score"]["iw_samples"] == 1000 and r["check_score"]["iw_chunk"] > 0 and len(r["check_score"]["per_image_log_px"]) == 40
     assert (tmp_path / "res" / "paper-best.pt").stat().st_size < 10 * 2**20
 
 

@@ -219,7 +219,7 @@ def evaluate_argv(run_dir: Path, iw_samples: int, data_root: Path | None, epoch:
     return ["evaluate", str(run_dir), "--iw-samples", str(iw_samples), "--json", "--no-progress", *kept, *data]
 
 
-SCORE_KEYS = ("nll", "nll_stderr", "elbo", "iw_samples", "per_image_log_px", "per_image_elbo")
+SCORE_KEYS = ("nll", "nll_stderr", "elbo", "iw_samples", "iw_chunk", "per_image_log_px", "per_image_elbo")
 
 
 def likelihood_score(run_dir: Path, iw_samples: int, epoch: int | None, log: Path, threads: int, say, name: str,
@@ -236,7 +236,7 @@ def likelihood_score(run_dir: Path, iw_samples: int, epoch: int | None, log: Pat
         argv += ["--prior-samples", "0"]
     say(f"{name}: scoring {'epoch ' + str(epoch) if epoch is not None else 'the last epoch'} with K = {iw_samples}")
     full = json.loads(run_logged(argv, log, threads))
-    score = {k: full[k] for k in SCORE_KEYS} | {"command": command(argv)}
+    score = {k: full[k] for k in SCORE_KEYS if k in full} | {"command": command(argv)}  # iw_chunk: from evaluates that record it
     cache.parent.mkdir(exist_ok=True)
     ckpt.write_atomic(cache, lambda f: f.write(json.dumps(score).encode()))
     return score

@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         cpu_core_hours=cpu_hours, budget_core_hours=BUDGET_CORE_HOURS, within_budget=cpu_hours <= BUDGET_CORE_HOURS,
         train_wall_minutes=sum(r["wall_seconds"] for r in records) / 60, train_threads=a.threads,
         paper_nll=PAPER_NLL, target_nll=TARGET_NLL, stage_score_iw_samples=STAGE_SCORE_K,
+        # the last stage's K = 1000 score, image by image, of the same weights: what tests/test_committed_weights.py
+        # replays (K = 5000 on 2000 images would add about ten minutes to CI)
+        check_score={k: scores[-1][k] for k in ("iw_samples", "iw_chunk", "per_image_log_px") if k in scores[-1]},
     )
     ckpt.write_atomic(a.results / f"{config}.json", lambda f: f.write((json.dumps(result, indent=1) + "\n").encode()))
     say(f"NLL {result['nll']:.2f} ± {result['nll_stderr']:.2f} (K = {a.iw_samples}; the paper's best {TARGET_NLL}), "
