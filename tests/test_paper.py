@@ -168,7 +168,7 @@ def write_long(folder: Path, gaps_by_epoch: dict[int, float], seeds: tuple[int, 
             curve = {}
             for e, gap in gaps_by_epoch.items():
                 r = fake_result(v, 5, "long", 90.0 + (gap if v == "lvae-bn-wu" else 0.0), [60, 30, 12, 6, 3], seed=s)
-                curve[str(e)] = {k: r[k] for k in paper.SCORE_KEYS}
+                curve[str(e)] = {k: r[k] for k in paper.SCORE_KEYS if k in r}
             r = fake_result(v, 5, "long", 90.0 + (gaps_by_epoch[last] if v == "lvae-bn-wu" else 0.0), [60, 30, 12, 6, 3], seed=s)
             r.update(name=f"long-{v}-s{s}", epochs=last, budget_curve=curve)
             if s == 0:
