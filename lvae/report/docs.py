@@ -76,6 +76,17 @@ def ablation_table(abl: dict[str, Any]) -> str:
                      f"| {' / '.join(map(str, r['active_units']))} | {r.get('verdict', '')} |")
     return "\n".join(lines)
 
+def equal_cpu_table(abl: dict[str, Any]) -> str:
+    """Speed-for-quality arms (issue 17: bf16, a moving average) at one training-CPU budget: how far each seed got, what it scored."""
+    lines = ["| row | change | training CPU per seed | epochs reached, by seed | test ELBO | NLL (IW) | K | active units | kept? |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in abl["rows"]:
+        t = r["training"]
+        lines.append(f"| `{r['name']}` | {r['what']} | {t['cpu_seconds_budget']:g} s | {', '.join(map(str, t['epochs_reached']))} "
+                     f"| {r['elbo']:.2f} | {r['nll']:.2f} ± {r['nll_stderr']:.2f} | {r['iw_samples']} "
+                     f"| {' / '.join(map(str, r['active_units']))} | {r.get('verdict', '')} |")
+    return "\n".join(lines)
+
 def hardware_phrase(hw: dict[str, Any]) -> str:
     """What a JSON's `hardware` record says, in words: CPU model, cores, threads, torch, GPU."""
     cores = f", {hw['cores']} cores" if hw.get("cores") else ""
@@ -153,6 +164,8 @@ def render(results_dir: Path = RESULTS) -> str:
                   "Commands (`make fashion`):", "", *[f"- `{r['name']}`: `{r['command']}`" for r in fashion], "",
                   "![Fashion-MNIST samples](../figures/fashion_samples.png)"]
     parts += json_sections(results_dir, (("paper-ablations.json", "Ablations on the `paper` LVAE (the first setup, docs/fidelity.md)", ablation_table),
+                                         ("paper-ablations-cpu.json", "bf16 and a moving average at an equal training-CPU time (`python -m "
+                                          "lvae.experiments.ablations --equal-cpu-seconds S`)", equal_cpu_table),
                                          ("seed-study.json", "The seed's class imbalance (\"mode collapse\")", seed_study_table)))
     return "\n".join(parts) if parts else "(no results yet: see `python -m lvae.results save`)"
 
