@@ -56,7 +56,7 @@ def _bad_row(row: Any, fields: dict[str, type | tuple[type, ...]], optional: dic
     """What is wrong with one log row, in words; None if it has every field the readers use (and `optional` ones typed)."""
     if not isinstance(row, dict):
         return f"a JSON {type(row).__name__}, not a row"
-    for key, kind in fields.items() | {k: v for k, v in optional.items() if k in row}.items():
+    for key, kind in {**fields, **{k: v for k, v in optional.items() if k in row}}.items():
         value = row.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             return f"no {key!r} of type {getattr(kind, '__name__', 'number')} (got {str(value)[:40]})"

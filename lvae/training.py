@@ -574,7 +574,7 @@ class Trainer:
                 order = torch.tensor(list(self.sampler))
                 bar = progress_bar(range(s.batch_in_epoch, self.iters_per_epoch), enabled=self.progress and self.dist.is_main,
                                    desc=f"epoch {s.epoch + 1}/{cfg.train.epochs}")
-                t0, cpu0 = time.perf_counter(), time.process_time()
+                t0, cpu0 = time.perf_counter(), cpu_clock()
                 for b in bar:
                     idx = order[b * self.local_batch : (b + 1) * self.local_batch]
                     try:
@@ -602,7 +602,7 @@ class Trainer:
                         last_eval = self.test_pass(s.epoch + 1)
                         self.test_cpu_seconds += cpu_clock() - tc0
                         row.update(last_eval)
-                    row["cpu_seconds"] = time.process_time() - cpu0  # this process's CPU, every thread, the test pass included: CPU budgets
+                    row["cpu_seconds"] = cpu_clock() - cpu0  # this process's CPU, every thread, the test pass included: CPU budgets
                     with self.resumable():
                         _append_jsonl(self.run_dir / "epochs.jsonl", [row])
                     if self.progress and "elbo" in row:
