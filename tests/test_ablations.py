@@ -76,3 +76,31 @@ def test_without_a_cpu_budget_the_arms_and_seeds_are_the_old_ones(monkeypatch):
     assert ablations.EQUAL_EPOCH_ROWS == ("baseline", "cosine", "warmup-2", "free-bits", "wide")
     assert set(ablations.ROWS) == {*ablations.EQUAL_EPOCH_ROWS, *ablations.EQUAL_CPU_ROWS}
     assert ablations.ROWS["bf16"][1] == {"train.amp": "bf16"} and ablations.ROWS["ema"][1] == {"train.ema_decay": 0.999}
+
+
+def test_a_rerun_with_more_seeds_trains_only_the_new_ones_and_scores_the_old_ones_alike(tmp_path, tiny_data, monkeypatch, capsys):
+    """Seed 0 trained by a first run is reused by a second with --seeds 2 (its folder untouched, its row the
+    same), seed 1 is trained; a third run with another budget trains seed 0 again."""
+    import json
+
+    import torch
+
+    from lvae.experiments import ablations
+
+    torch.set_num_threads(1)
+    monkeypatch.setenv("LVAE_DATA", str(tiny_data))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "cpu.json"
+    args = ["--only", "baseline", "--iw-samples", "2", "--limit", "16", "--out", str(out)]
+    ablations.main(["--equal-cpu-seconds", "0.01", "--seeds", "1", *args])
+    first = json.loads(out.read_text())["rows"][0]["seeds"][0]
+    run = tmp_path / "runs/paper-ablations-cpu/baseline-s0"
+    stamp = (run / "checkpoint.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    ablations.main(["--equal-cpu-seconds", "0.01", "--seeds", "2", *args])
+    assert "baseline seed 0: trained earlier" in capsys.readouterr().out
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["seeds"][0] == first and (run / "checkpoint.pt").stat().st_mtime_ns == stamp
+    assert row["seeds"][1]["seed"] == 1 and (tmp_path / "runs/paper-ablations-cpu/baseline-s1/arm.json").is_file()
+    ablations.main(["--equal-cpu-seconds", "0.02", "--seeds", "1", *args])
+    assert "trained earlier" not in capsys.readouterr().out and (run / "checkpoint.pt").stat().st_mtime_ns != stamp

@@ -18,6 +18,10 @@ trains one epoch at a time until this process's CPU time (user + system, `time.p
 spent on its training (test passes left out) reaches S, its lr and beta schedules laid out over `--epochs` whatever epoch it
 stops at, and records the epochs it reached and the CPU seconds it used. Those rows go to
 results/paper-ablations-cpu.json and runs/paper-ablations-cpu/.
+
+Run again with more `--seeds`, it trains only the new ones: each finished arm leaves `arm.json` in
+its run folder (its budget, the epochs and CPU it reached), and an arm whose record matches this
+run's budget is scored again from its last checkpoint instead of being trained again.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from lvae import checkpoint as ckpt
 from lvae.config import LayerSpec, paper_config, with_overrides
 from lvae.experiments.effects import REPRODUCED, REVERSED, Effect, paired_effect, verdict
 from lvae.data import load_split
@@ -50,6 +55,7 @@ ROWS: dict[str, tuple[str, dict]] = {
 }
 EQUAL_EPOCH_ROWS = ("baseline", "cosine", "warmup-2", "free-bits", "wide")  # what a run without --only trains
 EQUAL_CPU_ROWS = ("baseline", "bf16", "ema")  # issue 17: the same with --equal-cpu-seconds
+ARM_RECORD = "arm.json"  # in each arm's run folder: what it was trained with and reached
 cpu_clock = time.process_time  # this process's CPU seconds (a test replaces it)
 
 
@@ -83,21 +89,49 @@ def train_for_cpu_seconds(trainer: Trainer, seconds: float) -> dict:
         trainer.cfg.train.epochs = trainer.state.epoch + 1
 
 
-def run_arm(name: str, seed: int, a: argparse.Namespace, train, test, x) -> tuple[dict, torch.Tensor]:
-    """Train one arm with one seed, for `--epochs` or until `--equal-cpu-seconds`, and score it."""
-    what, overrides = ROWS[name]
+def arm_budget(name: str, a: argparse.Namespace) -> dict:
+    """What an arm's training depends on beyond its seed: a finished arm is reused only under the same."""
+    return {"overrides": {k: str(v) for k, v in ROWS[name][1].items()}, "epochs": a.epochs, "equal_cpu_seconds": a.equal_cpu_seconds}
+
+
+def train_arm(name: str, seed: int, a: argparse.Namespace, train, test, run_dir: Path) -> dict:
+    """Train one arm with one seed, for `--epochs` or until `--equal-cpu-seconds`; record it in RUN/arm.json."""
+    overrides = ROWS[name][1]
     t0 = time.perf_counter()
     if a.equal_cpu_seconds is None:
-        trainer = Trainer(make_config(overrides, a.epochs, seed), Path("runs/paper-ablations") / f"{name}-s{seed}", train, test, progress=False)
+        trainer = Trainer(make_config(overrides, a.epochs, seed), run_dir, train, test, progress=False)
         trainer.fit()
         reached = {}
     else:  # one epoch at a time, the schedules laid out over --epochs
         cfg = make_config({**overrides, "train.schedule_epochs": a.epochs}, a.epochs, seed)
         cfg.train.epochs = 1
-        trainer = Trainer(cfg, Path("runs/paper-ablations-cpu") / f"{name}-s{seed}", train, test, progress=False)
+        trainer = Trainer(cfg, run_dir, train, test, progress=False)
         reached = train_for_cpu_seconds(trainer, a.equal_cpu_seconds)
-    seconds = time.perf_counter() - t0
-    model = trainer.eval_model.eval()
+    record = {"budget": arm_budget(name, a), "seed": seed, "train_seconds": time.perf_counter() - t0, **reached}
+    ckpt.write_atomic(run_dir / ARM_RECORD, lambda f: f.write(json.dumps(record, indent=1).encode()))
+    return record
+
+
+def finished_arm(name: str, seed: int, a: argparse.Namespace, run_dir: Path) -> dict | None:
+    """The record of an arm trained earlier under this run's budget, if its folder holds one and its weights."""
+    path = run_dir / ARM_RECORD
+    if not (path.is_file() and (run_dir / ckpt.LATEST).is_file()):
+        return None
+    record = json.loads(path.read_text())
+    return record if (record.get("budget"), record.get("seed")) == (arm_budget(name, a), seed) else None
+
+
+def run_arm(name: str, seed: int, a: argparse.Namespace, train, test, x) -> tuple[dict, torch.Tensor]:
+    """Train one arm with one seed (or reuse its finished run) and score its last weights."""
+    run_dir = Path("runs/paper-ablations" if a.equal_cpu_seconds is None else "runs/paper-ablations-cpu") / f"{name}-s{seed}"
+    record = finished_arm(name, seed, a, run_dir)
+    if record is None:
+        record = train_arm(name, seed, a, train, test, run_dir)
+    else:
+        print(f"{name} seed {seed}: trained earlier ({run_dir / ARM_RECORD}), scored again", flush=True)
+    _, model = ckpt.load_run(run_dir)  # the weights it is scored with (the moving average's with ema_decay)
+    reached = {k: record[k] for k in ("epochs", "cpu_seconds") if k in record}
+    seconds = record["train_seconds"]
     torch.manual_seed(0)
     iw = iw_log_likelihood(model, x, a.iw_samples, "bernoulli")
     elbo = split_elbo(model, x, "bernoulli")
