@@ -38,11 +38,15 @@ def training_summary(run_dir: Path) -> dict[str, Any]:
 
 
 def save_result(run_dir: Path, name: str, iw_samples: int, command: str, chunk: int | None = None, limit: int | None = None,
-                out_dir: Path = RESULTS, progress: bool = True, data_root: Path | None = None) -> dict[str, Any]:
+                out_dir: Path = RESULTS, progress: bool = True, data_root: Path | None = None,
+                evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write results/NAME.json and NAME.pt for a finished run; `evaluation`: its `evaluate` result when the
+    caller has one already (a cached one), else it is made here."""
     from lvae.evaluation import evaluate_run
 
     cfg, model = ckpt.load_run(run_dir)
-    result = evaluate_run(run_dir, iw_samples=iw_samples, chunk=chunk, limit=limit, progress=progress, data_root=data_root)
+    result = dict(evaluation) if evaluation is not None else \
+        evaluate_run(run_dir, iw_samples=iw_samples, chunk=chunk, limit=limit, progress=progress, data_root=data_root)
     result.update(name=name, command=command, training=training_summary(run_dir), config_dict=cfg.to_dict())
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt.write_atomic(out_dir / f"{name}.json", lambda f: f.write((json.dumps(result, indent=1) + "\n").encode()))

@@ -322,6 +322,10 @@ def test_paper_best_runner_trains_three_stages_counts_their_cpu_and_resumes(tiny
     assert r["iw_samples"] == 3 and r["training"]["epochs"] == 2 and len(r["per_image_log_px"]) == r["images"] == 40
     assert r["check_score"]["iw_samples"] == 1000 and r["check_score"]["iw_chunk"] > 0 and len(r["check_score"]["per_image_log_px"]) == 40
     assert (tmp_path / "res" / "paper-best.pt").stat().st_size < 10 * 2**20
+    (tmp_path / "res" / "paper-best.json").unlink()  # run again after it: every stage and every score is reused, nothing runs
+    monkeypatch.setattr(paper_best, "run_logged", lambda argv, log, threads: pytest.fail(f"ran {argv[:2]} again"))
+    monkeypatch.setattr("lvae.experiments.paper.run_logged", lambda argv, log, threads: pytest.fail(f"ran {argv[:2]} again"))
+    assert paper_best.main(args) == 0 and json.loads((tmp_path / "res" / "paper-best.json").read_text()) == r
 
 
 def test_the_seed_readme_claims_follow_their_json(tmp_path):

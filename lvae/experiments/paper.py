@@ -242,14 +242,16 @@ def likelihood_score(run_dir: Path, iw_samples: int, epoch: int | None, log: Pat
     return score
 
 
-def final_evaluation(run_dir: Path, iw_samples: int, log: Path, threads: int, say, name: str, data_root: Path | None) -> dict[str, Any]:
+def final_evaluation(run_dir: Path, iw_samples: int, log: Path, threads: int, say, name: str, data_root: Path | None,
+                     extra_argv: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """The whole `evaluate` of a finished run's last weights, cached in RUN/scores/ like the likelihood scores:
-    a runner cut off after it (in the K = 5000 score, say) does not redo it."""
-    cache = run_dir / "scores" / f"final-K{iw_samples}.json"
+    a runner cut off after it (in the K = 5000 score, say) does not redo it. `extra_argv` as for `likelihood_score`."""
+    tag = "".join(f"-{a.lstrip('-')}" for a in extra_argv)
+    cache = run_dir / "scores" / f"final-K{iw_samples}{tag}.json"
     if cache.exists():
         return json.loads(cache.read_text())
     say(f"{name}: evaluating with K = {iw_samples}")
-    out = run_logged(evaluate_argv(run_dir, iw_samples, data_root), log, threads)
+    out = run_logged(evaluate_argv(run_dir, iw_samples, data_root) + list(extra_argv), log, threads)
     result = json.loads(out)
     cache.parent.mkdir(exist_ok=True)
     ckpt.write_atomic(cache, lambda f: f.write(out.encode()))

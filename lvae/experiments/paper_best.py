@@ -13,8 +13,8 @@ The budget is 6 CPU-core-hours of training, counted as the training processes' o
 (user + system, all threads, the test ELBO of every 10th epoch included), so that other jobs on the
 machine do not change it; the wall time is recorded beside it. Each stage's last weights are
 scored per image with K = 1000 (paired, stage against stage: what each ingredient bought),
-the last also with K = --iw-samples (the headline), and written as results/NAME.json and
-results/NAME.pt (weights under 10 MiB: lvae.weights).
+the last also with K = --iw-samples (the headline), each score cached in its stage's folder, and
+written as results/NAME.json and results/NAME.pt (weights under 10 MiB: lvae.weights).
 
 Run again, it continues: a finished stage is skipped and an unfinished one resumed exactly
 (`train --resume`, the same settings); the JSON then says `uninterrupted: false` and lists
@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from lvae import checkpoint as ckpt
-from lvae.experiments.paper import command, finished_epochs, likelihood_score, run_logged
+from lvae.experiments.paper import command, final_evaluation, finished_epochs, likelihood_score, run_logged
 from lvae.results import save_result
 
 ARCHS = {"wide": "paper-best", "narrow": "paper-best-narrow"}  # --arch: the result's name is its config's
@@ -138,20 +138,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{(time.perf_counter() - t0) / 60:6.1f} min] {config} {msg}", flush=True)
 
     records, scores, previous = [], [], None
+    limit = ["--limit", str(a.test_limit)] if a.test_limit else []
     for stage in stages:
         run_dir = root / stage.name
         records.append(train_stage(stage, config, previous, run_dir, a.threads, data, smoke, say))
         # the main stage's warm-up, cosine and epochs are in its config; later stages inherit its model and data
-        limit = ["--limit", str(a.test_limit)] if a.test_limit else []
         scores.append(likelihood_score(run_dir, STAGE_SCORE_K, None, run_dir.parent / "score-log.txt", a.threads, say, stage.name,
                                        a.data_root, extra_argv=limit))
         previous = run_dir
 
     cpu_hours = sum(r["cpu_seconds"] for r in records) / 3600
-    say(f"trained with {cpu_hours:.2f} CPU-core-hours; scoring the last stage with K = {a.iw_samples}")
-    torch.set_num_threads(a.threads)
+    say(f"trained with {cpu_hours:.2f} CPU-core-hours")
+    final = final_evaluation(previous, a.iw_samples, previous.parent / "score-log.txt", a.threads, say, "the last stage", a.data_root,
+                             extra_argv=limit)  # cached: a run cut off after it (or in it, at a session's end) does not redo it
     result = save_result(previous, config, a.iw_samples, " && ".join(c for r in records for c in r["commands"]),
-                         limit=a.test_limit, out_dir=a.results, progress=False, data_root=a.data_root)
+                         out_dir=a.results, data_root=a.data_root, evaluation=final)
     for record, score, before in zip(records, scores, [None, *scores[:-1]]):
         record.update(nll_k1000=score["nll"], nll_k1000_stderr=score["nll_stderr"],
                       gain_over_previous_stage=paired_gain(before, score) if before else None)
