@@ -2,6 +2,7 @@
 
     python -m lvae.speed.speed_options                    # seed and paper configs, CPU
     python -m lvae.speed.speed_options --config paper --device cuda --batch-size 256
+    python -m lvae.speed.speed_options --config paper-best --option "fp32 eager" --option "bf16 eager" --threads 2
 
 Every option trains its own copy of the model with the real `Trainer.step` (forward,
 float32 loss, backward, clipping, Adam) on the same synthetic batch. The options are
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from lvae.config import RunConfig, named_config
+from lvae.config import NAMED_CONFIGS, RunConfig, named_config
 from lvae.data import synthetic_split
 from lvae.training import Trainer
 
@@ -36,13 +37,14 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(cfg: RunConfig, batch_size: int, steps: int, rounds: int, warmup: int) -> list[dict]:
-    """One row per option: images/s (median over rounds), ratio to fp32 eager, warm-up seconds."""
+def measure(cfg: RunConfig, batch_size: int, steps: int, rounds: int, warmup: int,
+            options: tuple[tuple[str, str, bool], ...] = OPTIONS) -> list[dict]:
+    """One row per option: images/s (median over rounds), ratio to the first option, warm-up seconds."""
     split = synthetic_split(max(batch_size, 64), seed=0)
     x = split.images[:batch_size]
     rows, trainers = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, amp, compiled in OPTIONS:
+        for name, amp, compiled in options:
             c = copy.deepcopy(cfg)
             c.train.amp, c.train.compile, c.train.batch_size = amp, compiled, batch_size
             t = Trainer(c, Path(tmp) / name.replace(" ", "-"), split, split, progress=False)
@@ -68,14 +70,16 @@ def measure(cfg: RunConfig, batch_size: int, steps: int, rounds: int, warmup: in
 
 def format_table(config: str, device: str, batch_size: int, rows: list[dict]) -> str:
     lines = [f"config {config}, {device}, batch {batch_size}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-             "| option | images/s | vs fp32 eager | warm-up (s) |", "|---|---:|---:|---:|"]
+             f"| option | images/s | vs {rows[0]['option']} | warm-up (s) |", "|---|---:|---:|---:|"]
     lines += [f"| {r['option']} | {r['images_per_s']:.0f} | {r['ratio']:.2f}x | {r['warmup_s']:.1f} |" for r in rows]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m lvae.speed.speed_options", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", action="append", choices=("seed", "paper"), help="repeatable (default: seed and paper)")
+    p.add_argument("--config", action="append", choices=sorted(NAMED_CONFIGS), help="repeatable (default: seed and paper)")
+    p.add_argument("--option", action="append", choices=[o[0] for o in OPTIONS],
+                   help="repeatable (default: all four); rows keep the order above, and the first is what the others are compared with")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, help="default: the config's")
     p.add_argument("--steps", type=int, default=2, help="steps per timed round")
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = named_config(name)
         cfg.train.device = a.device
         batch = a.batch_size or cfg.train.batch_size
-        rows = measure(cfg, batch, a.steps, a.rounds, a.warmup)
+        rows = measure(cfg, batch, a.steps, a.rounds, a.warmup, tuple(o for o in OPTIONS if o[0] in a.option) if a.option else OPTIONS)
         print(format_table(name, a.device, batch, rows), flush=True)
         print()
 
