@@ -357,3 +357,15 @@ def test_the_readme_headline_block_lists_each_claim_and_the_best_nll(tmp_path):
     assert lines[-2].endswith("**reproduced**")  # 81.6 ± 0.05 is below the paper's 81.74 beyond doubt
     assert lines[-1] == ("- Best NLL in this repo: **81.60 ± 0.05 nats** (`paper-best`, K = 5000, 5.50 CPU-core-hours in 2 stages, one seed) beside the paper's "
                          "82.12 (81.84 fine-tuned, 81.74 fine-tuned with the IW bound)")
+
+
+def test_paper_best_takes_bf16_and_the_moving_average_exactly_when_the_equal_cpu_ablation_kept_them():
+    """Issue 17: a speed ingredient joins the recipe only if its paired, seed-aware ablation at an equal CPU
+    time (results/paper-ablations-cpu.json) kept it; the recipe and the committed verdicts must agree."""
+    from lvae.config import paper_best_config, paper_best_narrow_config
+    from lvae.experiments.ablations import ROWS
+
+    rows = {r["name"]: r for r in json.loads((Path(__file__).resolve().parents[1] / "results/paper-ablations-cpu.json").read_text())["rows"]}
+    for cfg in (paper_best_config(), paper_best_narrow_config()):
+        adopted = {"bf16": cfg.train.amp == ROWS["bf16"][1]["train.amp"], "ema": cfg.train.ema_decay == ROWS["ema"][1]["train.ema_decay"]}
+        assert adopted == {name: rows[name]["verdict"].startswith("kept") for name in adopted}, (adopted, {n: rows[n]["verdict"] for n in adopted})
