@@ -87,9 +87,12 @@ def test_a_long_run_keeps_and_scores_its_epochs(tiny_data, tmp_path, capsys):
 def test_a_smoke_run_trains_evaluates_and_is_then_skipped(tiny_data, tmp_path, capsys):
     argv = ["--only", "sweep-L2-vae-s0", "sweep-L2-lvae-bn-wu-s1", "--epochs", "2", "--iw-samples", "4", "--data-root", str(tiny_data),
             "--limit", "128", "--batch-size", "64", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"),
-            "--no-estimate", "--jobs", "1"]
+            "--no-estimate", "--jobs", "1", "--threads", "1"]
+    assert paper.main([*argv, "--threads", "0"]) == 2 and "--threads must be at least 1" in capsys.readouterr().err
     assert paper.main(argv) == 0
+    assert "1 at a time, 1 thread(s) each" in capsys.readouterr().out
     r = json.loads((tmp_path / "res" / "sweep-L2-lvae-bn-wu-s1.json").read_text())
+    assert r["train_threads"] == 1
     assert (r["variant"], r["depth"], r["epochs"], r["iw_samples"], r["model_kind"], r["seed"]) == ("lvae-bn-wu", 2, 2, 4, "lvae", 1)
     assert r["uninterrupted"] and r["commands"][0].startswith("python -m lvae train --config paper --model lvae --depth 2 --seed 1")
     per = r["per_epoch"]

@@ -394,6 +394,8 @@ def comparison_pair(results: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lvae.experiments.paper", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="runs in parallel (one thread each by default)")
+    p.add_argument("--threads", type=int, help="torch threads per run (default: the cores shared out over --jobs); "
+                                                "1 beside another job on the machine, so the two do not oversubscribe it")
     p.add_argument("--only", nargs="*", help="experiment names to run (default: all); --list shows them")
     p.add_argument("--list", action="store_true", help="list the experiments and whether each is done")
     p.add_argument("--groups", nargs="+", choices=("sweep", "long"), default=("sweep", "long"),
@@ -435,7 +437,10 @@ def main(argv: list[str] | None = None) -> int:
             state = "done" if e not in pending else f"{finished_epochs(a.runs / e.name)}/{e.budget.epochs} epochs"
             print(f"{e.name:28s} {VARIANTS[e.variant].label:16s} L={e.depth} {e.budget.epochs} epochs K={e.budget.iw_samples}: {state}")
         return 0
-    threads = max(1, (os.cpu_count() or 1) // a.jobs)
+    if a.threads is not None and a.threads < 1:
+        print(f"error: --threads must be at least 1, got {a.threads}", file=sys.stderr)
+        return 2
+    threads = a.threads or max(1, (os.cpu_count() or 1) // a.jobs)
     if a.score_kept:
         threads = 1
         done = sum(score_kept(e, a.runs, threads, lambda m: print(m, flush=True), a.data_root) for e in todo if e.group == "long")
