@@ -312,10 +312,13 @@ def paper_best_v1_config() -> RunConfig:
 def paper_best_config() -> RunConfig:
     """The main stage of `make paper-best`: the `paper` ladder as the paper's code trains it (the setup that
     moved the 5-layer sweep's ladder by 0.65 nats, docs/fidelity.md), twice as wide, cosine learning rate
-    from 2e-3 down to 2e-4 over 300 epochs; the fine-tuning stages continue from there."""
+    from 2e-3 down to 2e-4 over 300 epochs, its forward pass in bf16 autocast and scored with a moving average
+    of its weights (both kept by the paired ablation at an equal CPU time, 6 seeds: results/paper-ablations-cpu.json);
+    the fine-tuning stages continue from there (from the average)."""
     cfg = widened(paper_config(), PAPER_BEST_WIDTHS)
     cfg.name = "paper-best"
     cfg.train.lr_schedule, cfg.train.lr_min = "cosine", 2e-4
+    cfg.train.amp, cfg.train.ema_decay = "bf16", 0.999
     cfg.train.epochs = PAPER_BEST_EPOCHS
     return cfg
 
