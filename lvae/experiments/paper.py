@@ -222,40 +222,42 @@ def evaluate_argv(run_dir: Path, iw_samples: int, data_root: Path | None, epoch:
 SCORE_KEYS = ("nll", "nll_stderr", "elbo", "iw_samples", "iw_chunk", "per_image_log_px", "per_image_elbo")
 
 
-def likelihood_score(run_dir: Path, iw_samples: int, epoch: int | None, log: Path, threads: int, say, name: str,
-                     data_root: Path | None, extra_argv: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """The likelihood part of `evaluate` on the run's latest or kept weights, cached in RUN/scores/ so
-    a runner stopped between scores does not redo the finished ones. `extra_argv`: more evaluate flags
-    (--limit N for smoke runs, which then go to a cache of their own)."""
-    tag = "".join(f"-{a.lstrip('-')}" for a in extra_argv)
-    cache = run_dir / "scores" / f"epoch-{epoch if epoch is not None else 'last'}-K{iw_samples}{tag}.json"
+def cached_score(run_dir: Path, stem: str, extra_argv: list[str] | tuple[str, ...], score) -> dict[str, Any]:
+    """RUN/scores/STEM[-extra flags].json, made by `score()` the first time only: a runner stopped between
+    scores (or in one, at a session's end) does not redo the finished ones. `extra_argv`, more evaluate
+    flags (--limit N for smoke runs), go into the name, so such runs get a cache of their own."""
+    tag = "".join("-" + a.lstrip("-") for a in extra_argv)
+    cache = run_dir / "scores" / f"{stem}{tag}.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    argv = evaluate_argv(run_dir, iw_samples, data_root, epoch if epoch is not None else None) + list(extra_argv)
-    if epoch is None:
-        argv += ["--prior-samples", "0"]
-    say(f"{name}: scoring {'epoch ' + str(epoch) if epoch is not None else 'the last epoch'} with K = {iw_samples}")
-    full = json.loads(run_logged(argv, log, threads))
-    score = {k: full[k] for k in SCORE_KEYS if k in full} | {"command": command(argv)}  # iw_chunk: from evaluates that record it
+    result = score()
     cache.parent.mkdir(exist_ok=True)
-    ckpt.write_atomic(cache, lambda f: f.write(json.dumps(score).encode()))
-    return score
+    ckpt.write_atomic(cache, lambda f: f.write(json.dumps(result).encode()))
+    return result
+
+
+def likelihood_score(run_dir: Path, iw_samples: int, epoch: int | None, log: Path, threads: int, say, name: str,
+                     data_root: Path | None, extra_argv: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The likelihood part of `evaluate` on the run's latest or kept weights (cached: `cached_score`)."""
+    def score() -> dict[str, Any]:
+        argv = evaluate_argv(run_dir, iw_samples, data_root, epoch) + list(extra_argv)
+        if epoch is None:
+            argv += ["--prior-samples", "0"]
+        say(f"{name}: scoring {'epoch ' + str(epoch) if epoch is not None else 'the last epoch'} with K = {iw_samples}")
+        full = json.loads(run_logged(argv, log, threads))
+        return {k: full[k] for k in SCORE_KEYS if k in full} | {"command": command(argv)}  # iw_chunk: from evaluates that record it
+
+    return cached_score(run_dir, f"epoch-{epoch if epoch is not None else 'last'}-K{iw_samples}", extra_argv, score)
 
 
 def final_evaluation(run_dir: Path, iw_samples: int, log: Path, threads: int, say, name: str, data_root: Path | None,
                      extra_argv: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """The whole `evaluate` of a finished run's last weights, cached in RUN/scores/ like the likelihood scores:
-    a runner cut off after it (in the K = 5000 score, say) does not redo it. `extra_argv` as for `likelihood_score`."""
-    tag = "".join(f"-{a.lstrip('-')}" for a in extra_argv)
-    cache = run_dir / "scores" / f"final-K{iw_samples}{tag}.json"
-    if cache.exists():
-        return json.loads(cache.read_text())
-    say(f"{name}: evaluating with K = {iw_samples}")
-    out = run_logged(evaluate_argv(run_dir, iw_samples, data_root) + list(extra_argv), log, threads)
-    result = json.loads(out)
-    cache.parent.mkdir(exist_ok=True)
-    ckpt.write_atomic(cache, lambda f: f.write(out.encode()))
-    return result
+    """The whole `evaluate` of a finished run's last weights (cached: `cached_score`), the K = 5000 one say."""
+    def score() -> dict[str, Any]:
+        say(f"{name}: evaluating with K = {iw_samples}")
+        return json.loads(run_logged(evaluate_argv(run_dir, iw_samples, data_root) + list(extra_argv), log, threads))
+
+    return cached_score(run_dir, f"final-K{iw_samples}", extra_argv, score)
 
 
 def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say, data_root: Path | None = None,

@@ -69,21 +69,16 @@ def seed_study_table(study: dict[str, Any]) -> str:
     return "\n".join(lines + ["", *study_targets(study)])
 
 def ablation_table(abl: dict[str, Any]) -> str:
-    lines = ["| row | change | epochs | train time | test ELBO | NLL (IW) | K | active units | kept? |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in abl["rows"]:
-        lines.append(f"| `{r['name']}` | {r['what']} | {r['training']['epochs']} | {r['training']['train_seconds'] / 60:.1f} min "
-                     f"| {r['elbo']:.2f} | {r['nll']:.2f} ± {r['nll_stderr']:.2f} | {r['iw_samples']} "
-                     f"| {' / '.join(map(str, r['active_units']))} | {r.get('verdict', '')} |")
-    return "\n".join(lines)
-
-def equal_cpu_table(abl: dict[str, Any]) -> str:
-    """Speed-for-quality arms (issue 17: bf16, a moving average) at one training-CPU budget: how far each seed got, what it scored."""
-    lines = ["| row | change | training CPU per seed | epochs reached, by seed | test ELBO | NLL (IW) | K | active units | kept? |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    """An ablation JSON's rows: at equal epochs (epochs, train time) or at an equal training-CPU time (issue 17's
+    speed-for-quality arms: the budget, how far each seed got), then what each scored and its verdict."""
+    equal_cpu = "cpu_seconds_budget" in abl["rows"][0]["training"]
+    budget = "training CPU per seed | epochs reached, by seed" if equal_cpu else "epochs | train time"
+    lines = [f"| row | change | {budget} | test ELBO | NLL (IW) | K | active units | kept? |", "|---|---|---|---|---|---|---|---|---|"]
     for r in abl["rows"]:
         t = r["training"]
-        lines.append(f"| `{r['name']}` | {r['what']} | {t['cpu_seconds_budget']:g} s | {', '.join(map(str, t['epochs_reached']))} "
-                     f"| {r['elbo']:.2f} | {r['nll']:.2f} ± {r['nll_stderr']:.2f} | {r['iw_samples']} "
+        spent = (f"{t['cpu_seconds_budget']:g} s | {', '.join(map(str, t['epochs_reached']))}" if equal_cpu else
+                 f"{t['epochs']} | {t['train_seconds'] / 60:.1f} min")
+        lines.append(f"| `{r['name']}` | {r['what']} | {spent} | {r['elbo']:.2f} | {r['nll']:.2f} ± {r['nll_stderr']:.2f} | {r['iw_samples']} "
                      f"| {' / '.join(map(str, r['active_units']))} | {r.get('verdict', '')} |")
     return "\n".join(lines)
 
@@ -165,7 +160,7 @@ def render(results_dir: Path = RESULTS) -> str:
                   "![Fashion-MNIST samples](../figures/fashion_samples.png)"]
     parts += json_sections(results_dir, (("paper-ablations.json", "Ablations on the `paper` LVAE (the first setup, docs/fidelity.md)", ablation_table),
                                          ("paper-ablations-cpu.json", "bf16 and a moving average at an equal training-CPU time (`python -m "
-                                          "lvae.experiments.ablations --equal-cpu-seconds S`)", equal_cpu_table),
+                                          "lvae.experiments.ablations --equal-cpu-seconds S`)", ablation_table),
                                          ("seed-study.json", "The seed's class imbalance (\"mode collapse\")", seed_study_table)))
     return "\n".join(parts) if parts else "(no results yet: see `python -m lvae.results save`)"
 
