@@ -315,8 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     # Under torchrun rank 0 speaks; the first rank of each other node too, for node-specific errors (data, GPU).
     say = rank == 0 or os.environ.get("LOCAL_RANK") == "0"
     prefix = f"[rank {rank}] " if rank else ""
+    finished = False
     try:
         COMMANDS[args.command](args)
+        finished = True
     except Interrupted as e:  # the trainer has told the user how to resume
         return e.exit_code
     except KeyboardInterrupt:
@@ -330,5 +332,5 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         from lvae.distributed import shutdown
 
-        shutdown()
+        shutdown(finished)
     return 0

@@ -95,6 +95,12 @@ def launch_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def shutdown() -> None:
+def shutdown(finished: bool = False) -> None:
+    """Leave the process group. After a run that `finished` on every rank, wait for the others first:
+    a rank that tears its connections down while rank 0 is still writing its last files can abort
+    rank 0's gloo threads (seen once in CI as "terminate called without an active exception").
+    After an error the other ranks may be gone, so no one is waited for."""
     if dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
