@@ -92,3 +92,19 @@ if __name__ == "__main__":  # `python -m lvae` with z = the mean of each Gaussia
 
     Gaussian.sample = lambda self, temperature=1.0: self.mu
     sys.exit(main(sys.argv[1:]))
+
+
+def test_a_finished_run_waits_for_every_rank_before_leaving_and_a_failed_one_does_not(monkeypatch):
+    """The barrier keeps a rank from tearing down its connections while rank 0 still writes its last files;
+    after an error the other ranks may be gone, and waiting for them would hang."""
+    from lvae import distributed
+
+    calls: list[str] = []
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: calls.append("destroy"))
+    distributed.shutdown(finished=True)
+    assert calls == ["barrier", "destroy"]
+    calls.clear()
+    distributed.shutdown(finished=False)
+    assert calls == ["destroy"]
