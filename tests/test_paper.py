@@ -331,6 +331,22 @@ def test_paper_best_runner_trains_three_stages_counts_their_cpu_and_resumes(tiny
     assert paper_best.main(args) == 0 and json.loads((tmp_path / "res" / "paper-best.json").read_text()) == r
 
 
+def test_a_stage_cut_off_with_its_parent_counts_as_resumed_and_keeps_its_epochs_time(tmp_path, monkeypatch):
+    """A session's end kills the runner too: its attempt leaves no record in stage.json, only epochs and a checkpoint."""
+    from lvae.experiments import paper_best
+
+    run_dir = tmp_path / "main"
+    run_dir.mkdir()
+    (run_dir / "checkpoint.pt").write_bytes(b"")  # never read: training is stubbed below
+    (run_dir / "epochs.jsonl").write_text("".join(json.dumps({"epoch": e, "seconds": 60.0, "cpu_seconds": 59.0}) + "\n" for e in range(2)))
+    ran = []
+    monkeypatch.setattr(paper_best, "finished_epochs", lambda d: 2 if not ran else 3)
+    monkeypatch.setattr(paper_best, "run_logged", lambda argv, log, threads: ran.append(argv))
+    record = paper_best.train_stage(paper_best.Stage("main", 3, ()), "paper-best", None, run_dir, 1, (), (), print)
+    assert ran[0][:2] == ["train", "--resume"] and record["resumed"]
+    assert record["cpu_seconds"] == pytest.approx(118.0) and record["wall_seconds"] == pytest.approx(120.0)  # the epochs' sums
+
+
 def test_the_seed_readme_claims_follow_their_json(tmp_path):
     def seed_json(name: str, fid: float, kl_top: float, hist: list[float], class_kl: float) -> None:
         (tmp_path / f"{name}.json").write_text(json.dumps({"fid_mnist": fid, "top_latent_kl_to_prior": kl_top, "latent_units": [392, 16],

@@ -72,11 +72,12 @@ def children_cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def epoch_cpu_seconds(run_dir: Path) -> float:
-    """The CPU a run's epochs record (epochs.jsonl cpu_seconds): what a stage used across cut-off attempts too."""
+def epoch_totals(run_dir: Path, key: str) -> float:
+    """The sum of one column of a run's epochs.jsonl (`cpu_seconds`, `seconds`): what a stage's epochs used,
+    across attempts cut off with their parent too (those leave no record in stage.json)."""
     from lvae.training import read_jsonl
 
-    return sum(r.get("cpu_seconds", 0.0) for r in read_jsonl(run_dir / "epochs.jsonl"))
+    return sum(r.get(key, 0.0) for r in read_jsonl(run_dir / "epochs.jsonl"))
 
 
 def train_stage(stage: Stage, config: str, previous: Path | None, run_dir: Path, threads: int, data: tuple[str, ...],
@@ -100,9 +101,13 @@ def train_stage(stage: Stage, config: str, previous: Path | None, run_dir: Path,
             ckpt.write_atomic(record_file, lambda f: f.write(json.dumps(record, indent=1).encode()))
     attempts = record["attempts"]
     # An attempt cut off with its parent (a session's end) is not in `attempts`; its epochs are in epochs.jsonl.
-    cpu = max(sum(a["cpu_seconds"] for a in attempts), epoch_cpu_seconds(run_dir))
+    # The epochs' own sums leave out start-up and checkpoint writes (and the wall time of test passes), so they
+    # are a floor, and the attempts' sums miss only such cut-off attempts: the larger of the two is the count.
+    cpu = max(sum(a["cpu_seconds"] for a in attempts), epoch_totals(run_dir, "cpu_seconds"))
+    wall = max(sum(a["wall_seconds"] for a in attempts), epoch_totals(run_dir, "seconds"))
     return {"stage": stage.name, "epochs": stage.epochs, "commands": [a["command"] for a in attempts],
-            "resumed": len(attempts) != 1, "cpu_seconds": cpu, "wall_seconds": sum(a["wall_seconds"] for a in attempts)}
+            "resumed": len(attempts) != 1 or any(" --resume " in a["command"] for a in attempts),
+            "cpu_seconds": cpu, "wall_seconds": wall}
 
 
 def paired_gain(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
