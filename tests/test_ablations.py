@@ -104,3 +104,47 @@ def test_a_rerun_with_more_seeds_trains_only_the_new_ones_and_scores_the_old_one
     assert row["seeds"][1]["seed"] == 1 and (tmp_path / "runs/paper-ablations-cpu/baseline-s1/arm.json").is_file()
     ablations.main(["--equal-cpu-seconds", "0.02", "--seeds", "1", *args])
     assert "trained earlier" not in capsys.readouterr().out and (run / "checkpoint.pt").stat().st_mtime_ns != stamp
+
+
+def test_the_stage_arms_continue_each_seeds_base_as_train_finetune_would_and_are_reused(tmp_path, tiny_data, monkeypatch):
+    import json
+
+    import torch
+
+    from lvae.experiments import stage_ablations
+    from lvae.training import read_jsonl
+
+    torch.set_num_threads(1)
+    monkeypatch.setenv("LVAE_DATA", str(tiny_data))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "stages.json"
+    args = ["--epochs", "1", "--seeds", "2", "--iw-samples", "2", "--limit", "16", "--base-cpu-seconds", "0.01", "--out", str(out)]
+    stage_ablations.main(args)
+    r = json.loads(out.read_text())
+    rows = {row["name"]: row for row in r["rows"]}
+    assert list(rows) == ["continue", "finetune", "finetune-iw"]
+    assert [rows[n]["against"] for n in rows] == [None, "continue", "finetune"]
+    assert rows["finetune"]["verdict"].split(" (")[0].endswith("against `continue`")
+    assert all(len(row["seeds"]) == 2 and len(row["training"]["cpu_seconds"]) == 2 for row in rows.values())
+    for seed in range(2):
+        base = f"runs/paper-ablations-cpu/baseline-s{seed}"  # relative, as `train --finetune` run from the repo records it
+        for name, lr, schedule, bound in (("continue", 2e-3, "constant", "elbo"), ("finetune", 2e-4, "cosine", "elbo"),
+                                          ("finetune-iw", 2e-4, "cosine", "iw")):
+            run = tmp_path / f"runs/paper-ablations-stages/{name}-s{seed}"
+            cfg = json.loads((run / "config.json").read_text())
+            assert cfg["train"]["finetune_from"] == base and cfg["train"]["seed"] == seed
+            assert (cfg["train"]["lr"], cfg["train"]["lr_schedule"], cfg["objective"]["bound"]) == (lr, schedule, bound)
+            assert cfg["objective"]["beta"]["kind"] == "constant"  # the base's warm-up is not run again
+            history = read_jsonl(run / "history.jsonl")
+            assert history[0]["lr"] == pytest.approx(lr)
+    assert json.loads((tmp_path / "runs/paper-ablations-stages/finetune-iw-s0/config.json").read_text())["objective"]["iw_samples"] == 10
+
+    def no_training(*a, **k):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(stage_ablations, "train_arm", no_training)
+    monkeypatch.setattr("lvae.experiments.ablations.train_arm", no_training)
+    out.unlink()
+    stage_ablations.main(args)  # every base and arm is reused: same scores
+    again = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
+    assert {n: row["nll"] for n, row in again.items()} == {n: row["nll"] for n, row in rows.items()}

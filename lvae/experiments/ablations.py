@@ -112,32 +112,43 @@ def train_arm(name: str, seed: int, a: argparse.Namespace, train, test, run_dir:
     return record
 
 
-def finished_arm(name: str, seed: int, a: argparse.Namespace, run_dir: Path) -> dict | None:
-    """The record of an arm trained earlier under this run's budget, if its folder holds one and its weights."""
+def finished_record(run_dir: Path, budget: dict, seed: int) -> dict | None:
+    """The record of an arm trained earlier under `budget` with `seed`, if its folder holds one and its weights."""
     path = run_dir / ARM_RECORD
     if not (path.is_file() and (run_dir / ckpt.LATEST).is_file()):
         return None
     record = json.loads(path.read_text())
-    return record if (record.get("budget"), record.get("seed")) == (arm_budget(name, a), seed) else None
+    return record if (record.get("budget"), record.get("seed")) == (budget, seed) else None
+
+
+def score_arm(run_dir: Path, record: dict, x: torch.Tensor, iw_samples: int) -> tuple[dict, torch.Tensor]:
+    """A trained arm's row for one seed (what its record says it reached, and its scores) and its per-image log p(x)."""
+    _, model = ckpt.load_run(run_dir)  # the weights it is scored with (the moving average's with ema_decay)
+    reached = {k: record[k] for k in ("epochs", "cpu_seconds") if k in record}
+    torch.manual_seed(0)
+    iw = iw_log_likelihood(model, x, iw_samples, "bernoulli")
+    elbo = split_elbo(model, x, "bernoulli")
+    active, units, _ = active_units(model, x)
+    return ({"seed": record["seed"], "train_seconds": record["train_seconds"], **reached, "elbo": elbo["elbo"], "kl_per_layer": elbo["kl"],
+             "nll": iw.nll, "nll_stderr": iw.stderr, "active_units": active, "latent_units": units}, iw.per_image)
 
 
 def run_arm(name: str, seed: int, a: argparse.Namespace, train, test, x) -> tuple[dict, torch.Tensor]:
     """Train one arm with one seed (or reuse its finished run) and score its last weights."""
     run_dir = Path("runs/paper-ablations" if a.equal_cpu_seconds is None else "runs/paper-ablations-cpu") / f"{name}-s{seed}"
-    record = finished_arm(name, seed, a, run_dir)
+    record = finished_record(run_dir, arm_budget(name, a), seed)
     if record is None:
         record = train_arm(name, seed, a, train, test, run_dir)
     else:
         print(f"{name} seed {seed}: trained earlier ({run_dir / ARM_RECORD}), scored again", flush=True)
-    _, model = ckpt.load_run(run_dir)  # the weights it is scored with (the moving average's with ema_decay)
-    reached = {k: record[k] for k in ("epochs", "cpu_seconds") if k in record}
-    seconds = record["train_seconds"]
-    torch.manual_seed(0)
-    iw = iw_log_likelihood(model, x, a.iw_samples, "bernoulli")
-    elbo = split_elbo(model, x, "bernoulli")
-    active, units, _ = active_units(model, x)
-    return ({"seed": seed, "train_seconds": seconds, **reached, "elbo": elbo["elbo"], "kl_per_layer": elbo["kl"], "nll": iw.nll,
-             "nll_stderr": iw.stderr, "active_units": active, "latent_units": units}, iw.per_image)
+    return score_arm(run_dir, record, x, a.iw_samples)
+
+
+def seed_average(runs: list[dict]) -> dict:
+    """An arm's scores over its seeds: the mean NLL and ELBO, the NLL's image-level standard error, the seeds themselves."""
+    return {"seeds": runs, "nll": sum(r["nll"] for r in runs) / len(runs),
+            "nll_stderr": math.sqrt(sum(r["nll_stderr"] ** 2 for r in runs)) / len(runs),
+            "elbo": sum(r["elbo"] for r in runs) / len(runs), "active_units": runs[0]["active_units"]}
 
 
 def keep_or_drop(arm: torch.Tensor, baseline: torch.Tensor) -> tuple[Effect, str]:
@@ -178,9 +189,7 @@ def main(argv: list[str] | None = None) -> None:
                "training": {"epochs": a.epochs, "train_seconds": sum(r["train_seconds"] for r in runs) / len(runs)} if not cpu else
                            {"cpu_seconds_budget": a.equal_cpu_seconds, "schedule_epochs": a.epochs, "epochs_reached": [r["epochs"] for r in runs],
                             "cpu_seconds": [r["cpu_seconds"] for r in runs], "train_seconds": sum(r["train_seconds"] for r in runs) / len(runs)},
-               "seeds": runs, "nll": sum(r["nll"] for r in runs) / len(runs),
-               "nll_stderr": math.sqrt(sum(r["nll_stderr"] ** 2 for r in runs)) / len(runs), "iw_samples": a.iw_samples,
-               "elbo": sum(r["elbo"] for r in runs) / len(runs), "active_units": runs[0]["active_units"], "images": len(x)}
+               **seed_average(runs), "iw_samples": a.iw_samples, "images": len(x)}
         if name != "baseline" and "baseline" in per_image:
             effect, word = keep_or_drop(per_image[name], per_image["baseline"])
             row.update(nll_change=effect.mean, nll_change_low=effect.low, nll_change_high=effect.high,

@@ -161,6 +161,8 @@ def render(results_dir: Path = RESULTS) -> str:
     parts += json_sections(results_dir, (("paper-ablations.json", "Ablations on the `paper` LVAE (the first setup, docs/fidelity.md)", ablation_table),
                                          ("paper-ablations-cpu.json", "bf16 and a moving average at an equal training-CPU time (`python -m "
                                           "lvae.experiments.ablations --equal-cpu-seconds S`)", ablation_table),
+                                         ("paper-ablations-stages.json", "What fine-tuning and the IW bound buy, seed by seed "
+                                          "(`python -m lvae.experiments.stage_ablations`)", ablation_table),
                                          ("seed-study.json", "The seed's class imbalance (\"mode collapse\")", seed_study_table)))
     return "\n".join(parts) if parts else "(no results yet: see `python -m lvae.results save`)"
 
