@@ -60,19 +60,19 @@ ARMS = (
 )
 
 
-def arm_config(arm: StageArm, base_dir: Path, run_dir: Path, epochs: int) -> RunConfig:
+def arm_config(arm: StageArm, base_dir: Path, base_cfg: RunConfig, run_dir: Path, epochs: int) -> RunConfig:
     """The config `python -m lvae train --finetune BASE --out RUN --epochs E FLAGS` would train: the same code path."""
     a = build_parser().parse_args(["train", "--finetune", str(base_dir), "--out", str(run_dir), "--epochs", str(epochs), *arm.flags])
-    cfg = finetune_config(a, load_trained(base_dir)[0])
+    cfg = finetune_config(a, base_cfg)
     validate(cfg)
     return cfg
 
 
 def train_arm(arm: StageArm, seed: int, base_dir: Path, run_dir: Path, epochs: int, budget: dict, train, test) -> dict:
     """Continue the base's weights as `arm` says; record the CPU it used (test passes left out) in RUN/arm.json."""
-    cfg = arm_config(arm, base_dir, run_dir, epochs)
-    trainer = Trainer(cfg, run_dir, train, test, progress=False)
-    trainer.model.load_state_dict(load_trained(base_dir)[1].state_dict())
+    base_cfg, base_model = load_trained(base_dir)  # read once: its config for the arm's, its weights to start from
+    trainer = Trainer(arm_config(arm, base_dir, base_cfg, run_dir, epochs), run_dir, train, test, progress=False)
+    trainer.model.load_state_dict(base_model.state_dict())
     cpu0, t0 = cpu_clock(), time.perf_counter()
     trainer.fit()
     record = {"budget": budget, "seed": seed, "epochs": trainer.state.epoch, "train_seconds": time.perf_counter() - t0,
