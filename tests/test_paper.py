@@ -297,13 +297,22 @@ def test_paper_best_runner_trains_three_stages_counts_their_cpu_and_resumes(tiny
     from tests.conftest import HOOKS
 
     args = ["--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"), "--iw-samples", "3", "--threads", "1",
-            "--data-root", str(tiny_data), "--test-limit", "40", "--limit", "64", "--batch-size", "32", "--stage-epochs", "1", "1", "2"]
+            "--score-threads", "2", "--data-root", str(tiny_data), "--test-limit", "40", "--limit", "64", "--batch-size", "32",
+            "--stage-epochs", "1", "1", "2"]
     real_run = paper_best.run_logged
+    threads_by_command = []
+
+    def scored(argv, log, threads):  # scores run with --score-threads, training with --threads
+        threads_by_command.append((argv[0], threads))
+        return real_run(argv, log, threads)
+
+    monkeypatch.setattr("lvae.experiments.paper.run_logged", scored)
 
     def iw_stage_stopped(argv, log, threads):  # SIGTERM in the IW stage's third step, as a session's end would send it
         if "--objective" in argv:
             monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HOOKS), os.environ.get("PYTHONPATH", "")]))
             monkeypatch.setenv("LVAE_TEST_SIGNAL_AT", "SIGTERM@3")
+        threads_by_command.append((argv[0], threads))
         try:
             return real_run(argv, log, threads)
         finally:
@@ -320,6 +329,7 @@ def test_paper_best_runner_trains_three_stages_counts_their_cpu_and_resumes(tiny
     main_cmd, iw_cmds = r["stages"][0]["commands"][0], r["stages"][2]["commands"]
     assert main_cmd.startswith("python -m lvae train --config paper-best --limit 64 --batch-size 32 --out ")
     assert "--finetune" in iw_cmds[0] and "--objective iw --iw-train 10" in iw_cmds[0] and " --resume " in iw_cmds[1]
+    assert set(threads_by_command) == {("train", 1), ("evaluate", 2)} and r["score_threads"] == 2
     assert r["train_threads"] == 1 and r["within_budget"] and 0 < r["cpu_core_hours"] < 0.1
     assert r["stages"][0]["gain_over_previous_stage"] is None and set(r["stages"][1]["gain_over_previous_stage"]) == {"nll_change", "stderr"}
     assert r["iw_samples"] == 3 and r["training"]["epochs"] == 2 and len(r["per_image_log_px"]) == r["images"] == 40
