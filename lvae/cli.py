@@ -145,7 +145,8 @@ def resumed_config(a: argparse.Namespace) -> RunConfig:
 def finetune_config(a: argparse.Namespace, source: RunConfig) -> RunConfig:
     """The config of a new run that continues `source`'s weights (`--finetune`): its warm-up is over (beta held
     at its final value), the learning rate is constant at --lr for --epochs, and the source is recorded;
-    any other training flag given applies on top."""
+    any other training flag given applies on top. The source's schedule is not inherited, its --lr-min
+    included: a cosine from a source that annealed to 2e-4 would otherwise hold (or climb to) 2e-4."""
     fixed = [flag(n) for n in FIXED_ON_FINETUNE if getattr(a, n, None) not in (None, False)]
     if fixed:
         raise ConfigError(f"{', '.join(fixed)} cannot be used with --finetune: the new run keeps {a.finetune}'s model and data")
@@ -159,7 +160,7 @@ def finetune_config(a: argparse.Namespace, source: RunConfig) -> RunConfig:
     cfg.name = cfg.name if cfg.name.endswith("-finetune") else f"{cfg.name}-finetune"
     end = cfg.objective.beta.end
     cfg.objective.beta.kind, cfg.objective.beta.start, cfg.objective.beta.steps = "constant", end, None
-    cfg.train.lr_schedule, cfg.train.schedule_epochs, cfg.train.keep_epochs = "constant", None, ()
+    cfg.train.lr_schedule, cfg.train.lr_min, cfg.train.schedule_epochs, cfg.train.keep_epochs = "constant", 0.0, None, ()
     cfg.train.finetune_from = str(a.finetune)
     return apply_flags(cfg, a)
 

@@ -432,6 +432,9 @@ def validate(cfg: RunConfig) -> None:
     if t.lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"unknown lr schedule {t.lr_schedule!r}; choose one of {LR_SCHEDULES}")
     _finite(t.lr_min, "lr_min", 0.0)
+    if t.lr_schedule == "cosine" and t.lr_min > t.lr:
+        raise ConfigError(f"the cosine schedule anneals from --lr {t.lr:g} down to --lr-min {t.lr_min:g}, which is higher: "
+                          f"it would raise the learning rate; give an --lr-min below --lr")
     if t.schedule_epochs is not None:
         _positive_int(t.schedule_epochs, "schedule_epochs")
     if t.lr_schedule == "cosine" and t.lr_min == 0 and t.epochs > t.horizon:

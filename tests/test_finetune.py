@@ -58,3 +58,22 @@ def test_finetune_starts_a_new_run_from_the_weights_and_leaves_the_source_alone(
         assert main(["train", *args, *common]) == 2
         assert message in capsys.readouterr().err
     assert file_digests(src) == before and not (tmp_path / "x").exists()
+
+
+def test_finetune_does_not_inherit_the_source_schedule_so_its_cosine_anneals_to_zero(tmp_path, tiny_data, capsys):
+    """paper-best's main stage anneals to lr_min 2e-4; a fine-tuning cosine from 2e-4 that kept that lr_min stayed at
+    2e-4 throughout, and one from 1e-4 climbed to 2e-4 (how the recipe's first fine-tuning stages ran)."""
+    src, ft = tmp_path / "src", tmp_path / "ft"
+    common = ["--data-root", str(tiny_data), "--no-progress", "--batch-size", "64"]
+    assert main(["train", "--config", "paper", "--depth", "2", "--epochs", "1", "--lr-schedule", "cosine", "--lr-min", "2e-4",
+                 "--out", str(src), *common]) == 0
+    assert main(["train", "--finetune", str(src), "--out", str(ft), "--lr", "1e-4", "--lr-schedule", "cosine", "--epochs", "2",
+                 *common]) == 0
+    assert json.loads((ft / "config.json").read_text())["train"]["lr_min"] == 0.0
+    rates = [r["lr"] for r in read_jsonl(ft / "history.jsonl")]
+    assert rates[0] == 1e-4 and all(a > b for a, b in zip(rates, rates[1:])) and rates[-1] < 2e-5
+
+    capsys.readouterr()  # a cosine that would climb is refused, with the fix in the message
+    assert main(["train", "--finetune", str(src), "--out", str(tmp_path / "up"), "--lr", "1e-4", "--lr-schedule", "cosine",
+                 "--lr-min", "2e-4", "--epochs", "2", *common]) == 2
+    assert "give an --lr-min below --lr" in capsys.readouterr().err and not (tmp_path / "up").exists()
