@@ -330,6 +330,7 @@ def test_paper_best_runner_trains_three_stages_counts_their_cpu_and_resumes(tiny
     assert main_cmd.startswith("python -m lvae train --config paper-best --limit 64 --batch-size 32 --out ")
     assert "--finetune" in iw_cmds[0] and "--objective iw --iw-train 10" in iw_cmds[0] and " --resume " in iw_cmds[1]
     assert set(threads_by_command) == {("train", 1), ("evaluate", 2)} and r["score_threads"] == 2
+    assert all(len(s["code"]) == len(s["commands"]) and all(c and c.split()[0].isalnum() for c in s["code"]) for s in r["stages"])
     assert r["train_threads"] == 1 and r["within_budget"] and 0 < r["cpu_core_hours"] < 0.1
     assert r["stages"][0]["gain_over_previous_stage"] is None and set(r["stages"][1]["gain_over_previous_stage"]) == {"nll_change", "stderr"}
     assert r["iw_samples"] == 3 and r["training"]["epochs"] == 2 and len(r["per_image_log_px"]) == r["images"] == 40

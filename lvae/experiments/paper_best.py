@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import resource
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,17 @@ def children_cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def code_version() -> str | None:
+    """The commit this code runs from ("+ changes" when the tracked tree differs), so that stages trained by
+    different runner invocations (a bug fixed between them, say) say so; None outside a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        return git("rev-parse", "--short", "HEAD") + (" + changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def epoch_totals(run_dir: Path, key: str) -> float:
     """The sum of one column of a run's epochs.jsonl (`cpu_seconds`, `seconds`): what a stage's epochs used,
     across attempts cut off with their parent too (those leave no record in stage.json)."""
@@ -96,7 +108,7 @@ def train_stage(stage: Stage, config: str, previous: Path | None, run_dir: Path,
         try:
             run_logged(argv, run_dir.parent / f"{stage.name}-log.txt", threads)
         finally:  # a failed attempt's CPU counts against the budget too
-            record["attempts"].append({"command": command([a for a in argv if a != "--overwrite"]),
+            record["attempts"].append({"command": command([a for a in argv if a != "--overwrite"]), "code": code_version(),
                                        "cpu_seconds": children_cpu_seconds() - cpu0, "wall_seconds": time.perf_counter() - wall0})
             ckpt.write_atomic(record_file, lambda f: f.write(json.dumps(record, indent=1).encode()))
     attempts = record["attempts"]
@@ -106,6 +118,7 @@ def train_stage(stage: Stage, config: str, previous: Path | None, run_dir: Path,
     cpu = max(sum(a["cpu_seconds"] for a in attempts), epoch_totals(run_dir, "cpu_seconds"))
     wall = max(sum(a["wall_seconds"] for a in attempts), epoch_totals(run_dir, "seconds"))
     return {"stage": stage.name, "epochs": stage.epochs, "commands": [a["command"] for a in attempts],
+            "code": [a.get("code") for a in attempts],  # None: an attempt recorded before runs kept it
             "resumed": len(attempts) != 1 or any(" --resume " in a["command"] for a in attempts),
             "cpu_seconds": cpu, "wall_seconds": wall}
 
