@@ -273,10 +273,23 @@ def test_the_paper_best_verdict_follows_its_json(tmp_path):
     assert verdict(nll=81.2) == "reproduced"
     assert verdict(nll=81.2, cpu_core_hours=6.5, within_budget=False) == "not met: training took 6.50 CPU-core-hours, over the 6-hour budget"
     measured = claims.paper_best_claims(tmp_path)[0].measured
-    assert "main 1 epochs 82.60, iw 1 epochs 82.50 (-0.10 ± 0.01 paired)" in measured and "one uninterrupted command" in measured
+    assert "main 1 epochs 82.60, iw 1 epochs 82.50 (-0.100 ± 0.010 paired)" in measured
+    assert "each stage one uninterrupted `train` command, its commits not recorded" in measured  # a JSON from before stages kept them
     (tmp_path / "paper-best-narrow.json").write_text(json.dumps(paper_best_json(uninterrupted=False)))
     rows = claims.paper_best_claims(tmp_path)
-    assert [r.claim.split("`")[1] for r in rows] == ["paper-best", "paper-best-narrow"] and "resumed exactly (2 train commands)" in rows[1].measured
+    assert [r.claim.split("`")[1] for r in rows] == ["paper-best", "paper-best-narrow"]
+    assert "resumed exactly (2 train commands for 2 stages)" in rows[1].measured
+
+
+def test_the_paper_best_row_names_every_commit_its_stages_ran_from(tmp_path):
+    """A fix between stages (the lr_min one of 58218bf) leaves stages from two commits: the table says which."""
+    best = paper_best_json()
+    best["stages"][0]["code"], best["stages"][1]["code"] = ["75fb2f3"], ["58218bf + changes"]
+    (tmp_path / "paper-best.json").write_text(json.dumps(best))
+    assert "from 58218bf + changes, 75fb2f3," in claims.paper_best_claims(tmp_path)[0].measured
+    best["stages"][1]["code"] = [None]
+    (tmp_path / "paper-best.json").write_text(json.dumps(best))
+    assert "from 75fb2f3, some attempts' commits not recorded" in claims.paper_best_claims(tmp_path)[0].measured
 
 
 def test_paper_best_is_the_paper_ladder_as_its_code_trains_it_twice_as_wide():

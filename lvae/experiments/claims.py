@@ -274,14 +274,25 @@ def _paper_best_claim(claim: str, r: Run) -> Claim:
     for s in r["stages"]:
         gain = s["gain_over_previous_stage"]
         stages.append(f"{s['stage']} {s['epochs']} epochs {s['nll_k1000']:.2f}"
-                      + (f" ({gain['nll_change']:+.2f} ± {gain['stderr']:.2f} paired)" if gain else ""))
-    how = "one uninterrupted command" if r["uninterrupted"] else f"one command, resumed exactly ({sum(len(s['commands']) for s in r['stages'])} train commands)"
+                      + (f" ({gain['nll_change']:+.3f} ± {gain['stderr']:.3f} paired)" if gain else ""))
+    how = "each stage one uninterrupted `train` command" if r["uninterrupted"] else \
+        f"resumed exactly ({sum(len(s['commands']) for s in r['stages'])} train commands for {len(r['stages'])} stages)"
+    how += f", {_stage_code(r['stages'])}"
     measured = (f"{r['nll']:.2f} ± {r['nll_stderr']:.2f} nats (K = {r['iw_samples']}; {r['cpu_core_hours']:.2f} CPU-core-hours, "
                 f"{r['train_wall_minutes']:.0f} min wall clock on {r['train_threads']} thread(s), {how}, one training seed); "
                 f"each stage at K = {r['stage_score_iw_samples']}: {', '.join(stages)}; minus {PAPER_BEST_TARGET_NLL}: {effect.describe()}")
     result = verdict(effect) if r["within_budget"] else \
         f"not met: training took {r['cpu_core_hours']:.2f} CPU-core-hours, over the {r['budget_core_hours']:.0f}-hour budget"
     return Claim("this repo", claim, measured, result)
+
+
+def _stage_code(stages: list[dict]) -> str:
+    """Which commits trained the stages: a recipe can span a fix between stages, and the table should say so."""
+    commits = [c for s in stages for c in s.get("code", [None] * len(s["commands"]))]
+    known = sorted({c for c in commits if c})
+    if not known:
+        return "its commits not recorded (a runner older than dd49ef6)"
+    return f"from {', '.join(known)}" + (", some attempts' commits not recorded" if None in commits else "")
 
 
 def seed_claims(results_dir: Path) -> list[Claim]:
