@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from lvae import checkpoint as ckpt
-from lvae.config import AMP_MODES, BOUNDS, DATASETS, KL_MODES, LADDER_INFERENCES, LADDER_UPS, LR_SCHEDULES, MODEL_KINDS, NAMED_CONFIGS, SCHEDULE_KINDS, ConfigError, RunConfig, named_config, validate
+from lvae.config import (AMP_MODES, BOUNDS, DATASETS, KL_MODES, LADDER_INFERENCES, LADDER_ONLY_FIELDS, LADDER_UPS, LR_SCHEDULES,
+                         MODEL_KINDS, NAMED_CONFIGS, SCHEDULE_KINDS, ConfigError, RunConfig, named_config, parse_setting, validate)
 from lvae.data import DataError, default_root, fetch, load_split
 from lvae.runlock import EXIT_LOCKED, RunLocked, run_lock
 
@@ -56,6 +57,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ladder-up", choices=LADDER_UPS, help="ladder: up_k reads the rung below's features or its encoder mean (paper code: mean)")
     p.add_argument("--ladder-inference", choices=LADDER_INFERENCES,
                    help="ladder: merge q_hat with the prior itself (shared) or with an inference top-down path of its own (paper code: separate)")
+    p.add_argument("--set", action="append", default=None, metavar="FIELD=VALUE",
+                   help="set any config field, typed as the field is (e.g. --set model.var_floor=1e-4 --set train.grad_clip=none); "
+                        "applied after the other flags")
     p.add_argument("--keep-epochs", type=int, nargs="+", metavar="N",
                    help="keep the weights at the end of these epochs as RUN/epoch-NNNN.pt (score them with evaluate --epoch N)")
     p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints")
@@ -114,15 +118,27 @@ def apply_flags(cfg: RunConfig, a: argparse.Namespace) -> RunConfig:
     if a.model:
         cfg.model_kind = a.model
         cfg.name = f"{cfg.name}-{a.model}"
+    settings = dict(parse_setting(cfg, text) for text in getattr(a, "set", None) or ())
+    given = [f"--{f.split('.')[1].replace('_', '-')}" for f in LADDER_ONLY_FIELDS if getattr(a, f.split(".")[1], None) is not None]
+    given += [f"--set {f}" for f in LADDER_ONLY_FIELDS if f in settings]
+    if given and cfg.model_kind != "lvae":
+        raise ConfigError(f"{', '.join(given)} set(s) the ladder's inference, which a {cfg.model_kind!r} model does not have: "
+                          f"drop it or use --model lvae")
+    for path, value in settings.items():
+        *parents, leaf = path.split(".")
+        obj = cfg
+        for part in parents:
+            obj = getattr(obj, part)
+        setattr(obj, leaf, value)
     return cfg
 
 
 # A resumed run keeps its config.json; these flags may still change (lvae.training.RESUMABLE_FIELDS).
 RESUME_FLAGS = ("epochs", "lr", "grad_clip", "checkpoint_every", "test_every", "keep_checkpoints", "device", "amp", "compile", "keep_epochs")
 FIXED_ON_RESUME = ("config", "model", "depth", "ladder_up", "ladder_inference", "batch_norm", "beta_schedule", "data", "batch_size", "lr_schedule", "lr_min", "warmup", "seed", "limit",
-                   "kl_mode", "free_bits", "beta_end", "objective", "iw_train", "ema_decay", "out", "overwrite", "finetune")
+                   "kl_mode", "free_bits", "beta_end", "objective", "iw_train", "ema_decay", "out", "overwrite", "finetune", "set")
 # A fine-tuning run keeps its source's model and data: the weights must fit, and they were learnt there.
-FIXED_ON_FINETUNE = ("config", "model", "depth", "ladder_up", "ladder_inference", "batch_norm", "data", "limit")
+FIXED_ON_FINETUNE = ("config", "model", "depth", "ladder_up", "ladder_inference", "batch_norm", "data", "limit", "set")
 
 
 def flag(name: str) -> str:

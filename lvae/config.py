@@ -22,6 +22,7 @@ LRSchedule = Literal["constant", "cosine"]
 DatasetName = Literal["mnist", "fashion-mnist"]
 LadderUp = Literal["features", "mean"]
 LadderInference = Literal["shared", "separate"]
+LadderMerge = Literal["precision", "concat", "bottom-up"]
 Bound = Literal["elbo", "iw"]
 
 LIKELIHOODS = ("gaussian", "bernoulli")
@@ -35,6 +36,7 @@ DATASETS = ("mnist", "fashion-mnist")
 AMP_MODES = ("off", "bf16")
 LADDER_UPS = ("features", "mean")
 LADDER_INFERENCES = ("shared", "separate")
+LADDER_MERGES = ("precision", "concat", "bottom-up")
 BOUNDS = ("elbo", "iw")
 
 
@@ -90,6 +92,11 @@ class ModelConfig:
     # prior itself ("shared", the paper's text) or a copy with its own weights ("separate", the
     # code's default `ladder_share_params False`).
     ladder_inference: LadderInference = "shared"
+    # Ladder only: how q(z_k | z_{k+1}, x) is formed below the top. "precision": the paper's precision-weighted
+    # merge of q_hat with the top-down Gaussian; "concat": a learned combination, a Gaussian head on the
+    # concatenated bottom-up and top-down features (addtt/ladder-vae-pytorch's design); "bottom-up": q = q_hat,
+    # no top-down information in q at all (the generative model unchanged). The factor study measures them.
+    ladder_merge: LadderMerge = "precision"
 
     def __post_init__(self) -> None:
         self.layers = [l if isinstance(l, LayerSpec) else LayerSpec(**l) for l in self.layers]
@@ -343,6 +350,10 @@ def named_config(name: str) -> RunConfig:
 # ----------------------------------------------------------------------------- validation
 
 
+# Fields that only the ladder reads: a flag that sets one for another model is refused, not ignored.
+LADDER_ONLY_FIELDS = ("model.ladder_up", "model.ladder_inference", "model.ladder_merge")
+
+
 def _positive_int(value: Any, what: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{what} must be a positive integer, got {value!r}")
@@ -391,6 +402,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"unknown model.ladder_up {m.ladder_up!r}; choose one of {LADDER_UPS}")
     if m.ladder_inference not in LADDER_INFERENCES:
         raise ConfigError(f"unknown model.ladder_inference {m.ladder_inference!r}; choose one of {LADDER_INFERENCES}")
+    if m.ladder_merge not in LADDER_MERGES:
+        raise ConfigError(f"unknown model.ladder_merge {m.ladder_merge!r}; choose one of {LADDER_MERGES}")
     if not isinstance(m.head_batch_norm, bool):
         raise ConfigError(f"model.head_batch_norm must be true or false, got {m.head_batch_norm!r}")
     _finite(m.output_variance, "model.output_variance")
@@ -475,6 +488,56 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"compile must be true or false, got {t.compile!r}")
     if t.ema_decay is not None and not (isinstance(t.ema_decay, (int, float)) and 0 < t.ema_decay < 1):
         raise ConfigError(f"ema_decay must lie strictly between 0 and 1 (e.g. 0.999), or be unset; got {t.ema_decay!r}")
+
+
+def _field_type(cfg: RunConfig, path: str) -> Any:
+    """The type hint of dotted field `path`; ConfigError if there is no such field."""
+    import typing
+
+    *parents, leaf = path.split(".")
+    obj: Any = cfg
+    for p in parents:
+        if not dataclasses.is_dataclass(obj) or p not in {f.name for f in dataclasses.fields(obj)}:
+            raise ConfigError(f"no setting {path!r}: {p!r} is not a section; sections are model, objective, objective.beta, train")
+        obj = getattr(obj, p)
+    hints = typing.get_type_hints(type(obj)) if dataclasses.is_dataclass(obj) else {}
+    settable = [h for h in hints if h not in ("layers", "image_shape", "keep_epochs", "beta")]
+    if leaf not in settable:
+        raise ConfigError(f"no setting {path!r}; {'.'.join(parents) or 'the top'} has {', '.join(settable)}")
+    return hints[leaf]
+
+
+def parse_setting(cfg: RunConfig, assignment: str) -> tuple[str, Any]:
+    """`"model.var_floor=1e-4"` -> ("model.var_floor", 1e-4), the value read as the field's type says
+    (bool: true/false; none: unset, where the field allows it; a choice: one of the field's Literal values)."""
+    import types
+    import typing
+
+    path, sep, text = assignment.partition("=")
+    if not sep:
+        raise ConfigError(f"--set {assignment!r}: write FIELD=VALUE, e.g. --set model.var_floor=1e-4")
+    hint = _field_type(cfg, path)
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    options = [t for t in typing.get_args(hint) if t is not type(None)] if union else [hint]
+    if text.lower() in ("none", "null"):
+        if union and type(None) in typing.get_args(hint):
+            return path, None
+        raise ConfigError(f"--set {path}=none: this field cannot be unset")
+    kind = options[0]
+    if typing.get_origin(kind) is Literal:
+        if text in typing.get_args(kind):
+            return path, text
+        raise ConfigError(f"--set {path}={text}: choose one of {', '.join(typing.get_args(kind))}")
+    if kind is bool:
+        if text.lower() in ("true", "false"):
+            return path, text.lower() == "true"
+        raise ConfigError(f"--set {path}={text}: write true or false")
+    if kind in (int, float):
+        try:
+            return path, kind(text)
+        except ValueError:
+            raise ConfigError(f"--set {path}={text}: not {'an integer' if kind is int else 'a number'}") from None
+    return path, text
 
 
 def with_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:

@@ -114,6 +114,7 @@ class GaussianHead(nn.Module):
 
     def __init__(self, in_shape: tuple[int, ...], latent_shape: tuple[int, ...], var_floor: float, batch_norm: bool = False):
         super().__init__()
+        self.in_shape = tuple(in_shape)
         self.latent_shape = tuple(latent_shape)
         self.var_floor = var_floor
         # batch_norm: the paper code's heads, BN (with its scale and shift) before the identity / softplus.

@@ -230,25 +230,46 @@ class LadderVAE(HierarchicalModel):
     `config.ladder_inference == "separate"`: q_hat is merged with a top-down Gaussian of the
     inference network's own (`inf_down`, `inf_heads`: the paper code's default), not with the
     prior; the KL is still taken against the prior p(z_k | z_{k+1}).
+    `config.ladder_merge` replaces the precision-weighted merge by a learned one ("concat") or drops the
+    top-down information from q altogether ("bottom-up"): the factor study's two merge arms.
     """
 
     def __init__(self, config: ModelConfig):
         self.reads_means = config.ladder_up == "mean"
         super().__init__(config, [True] * config.depth)
-        if config.ladder_inference == "separate":
+        merge = config.ladder_merge
+        if config.ladder_inference == "separate" and merge != "bottom-up":
             inf_down, inf_heads, _ = self.top_down_path()
             self.inf_down = nn.ModuleList(list(inf_down)[1:])  # inf_down[k] reads z_{k+1}
-            self.inf_heads = inf_heads
+            if merge == "precision":
+                self.inf_heads = inf_heads
+        if merge == "concat":  # q(z_k | .) from [d_k, t_k]: the bottom-up and top-down features side by side
+            self.merge_heads = nn.ModuleList(
+                self.gaussian_head((self.feature_size(k) + self.top_down_size(k),), self.latent_shapes[k])
+                for k in range(config.depth - 1))
+
+    def feature_size(self, k: int) -> int:
+        """Units of d_k, the bottom-up features that enc_head_k reads."""
+        return math.prod(self.enc_heads[k].in_shape)
+
+    def top_down_size(self, k: int) -> int:
+        """Units of t_k, the top-down features that the head of p(z_k | z_{k+1}) reads."""
+        return math.prod(self.prior_heads[k].in_shape)
 
     def bottom_up(self, x: Tensor) -> list[Gaussian]:
         """Deterministic pass: every encoder q_hat(z_k | x) = N(mu_hat, var_hat), bottom first. No sampling."""
-        h, out = x, []
+        return self.bottom_up_features(x)[0]
+
+    def bottom_up_features(self, x: Tensor) -> tuple[list[Gaussian], list[Tensor]]:
+        """The bottom-up pass's Gaussians and the features d_k each was read from."""
+        h, out, features = x, [], []
         for block, head in zip(self.up, self.enc_heads):
             h = block(h)
+            features.append(h)
             out.append(head(h))
             if self.reads_means:
                 h = out[-1].mu
-        return out
+        return out, features
 
     def merge_partner(self, k: int, z_above: Tensor, prior: Gaussian) -> Gaussian:
         """The top-down Gaussian that q_hat(z_k | x) is merged with: the prior, or the inference path's own."""
@@ -256,22 +277,36 @@ class LadderVAE(HierarchicalModel):
             return self.inf_heads[k](self.inf_down[k](z_above))
         return prior
 
-    def top_down(self, encoder: list[Gaussian], temperature: float = 1.0) -> ModelOutput:
-        """Stochastic pass: sample the top from q_hat, then merge with the prior and sample, downwards."""
+    def posterior(self, k: int, z_above: Tensor, prior: Gaussian, q_hat: Gaussian, features: Tensor | None) -> Gaussian:
+        """q(z_k | z_{k+1}, x), as `config.ladder_merge` forms it."""
+        merge = self.config.ladder_merge
+        if merge == "bottom-up":
+            return q_hat
+        if merge == "concat":
+            down = self.inf_down[k] if self.config.ladder_inference == "separate" else self.down[k + 1]
+            return self.merge_heads[k](torch.cat([features.flatten(1), down(z_above).flatten(1)], 1))
+        t = self.merge_partner(k, z_above, prior)
+        return Gaussian(*merge_gaussians(q_hat.mu, q_hat.logvar, t.mu, t.logvar))
+
+    def top_down(self, encoder: list[Gaussian], temperature: float = 1.0, features: list[Tensor] | None = None) -> ModelOutput:
+        """Stochastic pass: sample the top from q_hat, then merge with the prior and sample, downwards.
+        `features` (the bottom-up d_k) are needed by the "concat" merge only."""
         top = encoder[-1]
         z = top.sample(temperature)
         latents = [LatentSample(self.depth - 1, top, Gaussian.standard(top.mu), z, top)]
         for k in range(self.depth - 2, -1, -1):
             p, q_hat = self.prior(k, z), encoder[k]
-            t = self.merge_partner(k, z, p)
-            q = Gaussian(*merge_gaussians(q_hat.mu, q_hat.logvar, t.mu, t.logvar))
+            q = self.posterior(k, z, p, q_hat, features[k] if features is not None else None)
             z = q.sample(temperature)
             latents.insert(0, LatentSample(k, q, p, z, q_hat))
         return ModelOutput(self.decode(z), latents)
 
     def forward(self, x: Tensor, repeats: int = 1) -> ModelOutput:
-        encoder = self.bottom_up(x)
-        return self.top_down([g.expand(repeats) for g in encoder] if repeats > 1 else encoder)
+        encoder, features = self.bottom_up_features(x)
+        if repeats > 1:
+            encoder = [g.expand(repeats) for g in encoder]
+            features = [f.repeat_interleave(repeats, 0) for f in features] if self.config.ladder_merge == "concat" else features
+        return self.top_down(encoder, features=features)
 
 
 class HierarchicalVAE(HierarchicalModel):

@@ -85,6 +85,7 @@ class Experiment:
     depth: int
     budget: Budget
     seed: int = 0
+    settings: tuple[str, ...] = ()  # FIELD=VALUE config settings on top of the variant's (`train --set`; the factor study's arms)
 
     def train_argv(self, run_dir: Path, extra: tuple[str, ...] = ()) -> list[str]:
         v = VARIANTS[self.variant]
@@ -95,6 +96,7 @@ class Experiment:
         kept = [e for e in self.budget.keep_epochs if e <= self.budget.epochs]
         argv += ["--keep-epochs", *map(str, kept)] if kept else []
         argv += ["--test-every", str(self.budget.test_every)] if self.budget.test_every > 1 else []
+        argv += [x for setting in self.settings for x in ("--set", setting)]
         return argv
 
 
@@ -298,7 +300,7 @@ def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say
     result.update(
         name=exp.name, group=exp.group, variant=exp.variant, label=VARIANTS[exp.variant].label, depth=exp.depth, seed=exp.seed,
         epochs=exp.budget.epochs, warmup_epochs=exp.budget.warmup_epochs if VARIANTS[exp.variant].warmup else 0,
-        commands=commands, uninterrupted=len(commands) == 1,
+        settings=list(exp.settings), commands=commands, uninterrupted=len(commands) == 1,
         train_seconds=sum(r["seconds"] for r in epochs), train_threads=threads,
         train_device=ckpt.load_config(run_dir / "config.json").train.device,  # where it trained (evaluate's hardware says where it was scored)
         per_epoch={key: [r.get(key) for r in epochs] for key in ("train_elbo", "elbo", "recon", "kl", "kl_units")},
@@ -444,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     threads = a.threads or max(1, (os.cpu_count() or 1) // a.jobs)
     if a.score_kept:
-        threads = 1
+        threads = a.threads or 1  # beside a running long run: one core unless told otherwise
         done = sum(score_kept(e, a.runs, threads, lambda m: print(m, flush=True), a.data_root) for e in todo if e.group == "long")
         print(f"scored {done} kept epoch(s)")
         return 0
@@ -456,11 +458,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"{len(todo) - len(pending)} of {len(todo)} experiments done; {len(pending)} to run, {a.jobs} at a time, {threads} thread(s) each")
     if pending and not a.no_estimate:
-        torch.set_num_threads(1)
-        per_sample = iw_seconds_per_sample()
-        total = sum(estimate_seconds(e, per_sample) * max(0.0, 1 - finished_epochs(a.runs / e.name) / e.budget.epochs) for e in pending)
-        print(f"estimate (one thread per run, measured now): {total / 3600:.1f} h of compute, "
-              f"about {total / 3600 / a.jobs:.1f} h on {a.jobs} core(s) if nothing else runs")
+        print_estimate(pending, a.runs, a.jobs)
+    return run_pending(pending, a.runs, a.results, a.jobs, threads, a.data_root, train_extra)
+
+
+def print_estimate(pending: list[Experiment], runs: Path, jobs: int) -> None:
+    """What is left, timed now on this machine (one thread per run), the finished part of each run left out."""
+    torch.set_num_threads(1)
+    per_sample = iw_seconds_per_sample()
+    total = sum(estimate_seconds(e, per_sample) * max(0.0, 1 - finished_epochs(runs / e.name) / e.budget.epochs) for e in pending)
+    print(f"estimate (one thread per run, measured now): {total / 3600:.1f} h of compute, "
+          f"about {total / 3600 / jobs:.1f} h on {jobs} core(s) if nothing else runs", flush=True)
+
+
+def run_pending(pending: list[Experiment], runs: Path, results: Path, jobs: int, threads: int, data_root: Path | None = None,
+                train_extra: tuple[str, ...] = ()) -> int:
+    """Train and score every pending experiment, `jobs` at a time; one failure does not stop the others. Exit code."""
     lock = threading.Lock()
     t0 = time.time()
 
@@ -472,12 +485,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def one(e: Experiment) -> None:
         try:
-            run_experiment(e, a.runs, a.results, threads, say, a.data_root, train_extra)
+            run_experiment(e, runs, results, threads, say, data_root, train_extra)
         except Exception as err:  # one failed run must not stop the others
             failures.append(e.name)
             say(f"{e.name}: FAILED: {err}")
 
-    with ThreadPoolExecutor(a.jobs) as pool:
+    with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(one, pending))
     say(f"finished; {len(failures)} failed: {failures}" if failures else "finished")
     return 1 if failures else 0
