@@ -4,13 +4,20 @@ rule that turns an effect into a verdict.
 Two models A and B are trained with the same S seeds and scored on the same N test images. For
 seed s and image i, d_si = NLL_A(i) - NLL_B(i) (from the saved per-image log p(x)). Model the
 difference as d_si = mu + tau_s + e_i + eps_si: tau_s is training noise (which seed), e_i the
-image (shared by every seed: the test set is the same), eps_si the rest. The effect is the mean
-over seeds of the per-seed mean differences, D = mean_s d_s. Its variance has a seed part,
-Var(tau)/S, estimated by the spread of the per-seed means (sample variance / S), and an image
-part that no number of seeds averages away, estimated from the seed-averaged per-image
-differences (their variance / N). The interval is D +- t * sqrt(seed part + image part), with
-the Welch-Satterthwaite degrees of freedom: S - 1 when training noise dominates, so three seeds
-give a wide interval, and N - 1 (the image-level interval) when every seed agrees.
+image (shared by every seed: the test set is the same), eps_si the rest. The question is the
+effect on this test set (the paper's numbers are on the MNIST test set), so e_i is part of what
+is measured, not noise. The standard two-level formula:
+
+    per-seed mean   m_s = (1/N) sum_i d_si                    (S numbers)
+    effect          D   = (1/S) sum_s m_s
+    SE^2                = sum_s (m_s - D)^2 / (S - 1) / S     (sample variance of the m_s, over S)
+    interval            D +- t_{0.975, S-1} * SE              (df = S - 1)
+
+for S >= 2. Each m_s already carries its image-level noise (eps_si averaged over N images), so
+the spread of the m_s is the whole standard error; adding an image term on top would count that
+noise twice. With three seeds t = 4.30: a wide interval, as it should be. With one seed training
+noise is not measured at all: the interval falls back to the image-level one (the N differences'
+standard error, df = N - 1), and every row says "one seed: training noise not measured".
 """
 
 from __future__ import annotations
@@ -31,8 +38,8 @@ class Effect:
 
     mean: float
     half_width: float  # of the CONFIDENCE interval
-    seed_se: float  # the training-noise part of the standard error
-    image_se: float  # the test-image part
+    seed_se: float  # the standard error from the spread of the per-seed means (0 with one seed: not measured)
+    image_se: float  # the image-level standard error of the (seed-averaged) per-image differences: the interval's with one seed
     seeds: int
     per_seed: tuple[float, ...]
 
@@ -45,29 +52,32 @@ class Effect:
         return self.mean + self.half_width
 
     def describe(self, digits: int = 2) -> str:
-        """'-0.12 [-0.30, +0.06] (3 seeds; seed SE 0.07, image SE 0.03)'."""
+        """'-0.12 [-0.30, +0.06] (3 seeds; SE 0.07 across seeds)', or with one seed
+        '-0.12 [-0.18, -0.06] (one seed: training noise not measured; image SE 0.03)'."""
         f = f"+.{digits}f"
-        return (f"{self.mean:{f}} [{self.low:{f}}, {self.high:{f}}] ({self.seeds} seed{'s' * (self.seeds != 1)}; "
-                f"seed SE {self.seed_se:.{digits}f}, image SE {self.image_se:.{digits}f})")
+        head = f"{self.mean:{f}} [{self.low:{f}}, {self.high:{f}}]"
+        if self.seeds < 2:
+            return f"{head} (one seed: training noise not measured; image SE {self.image_se:.{digits}f})"
+        return f"{head} ({self.seeds} seeds; SE {self.seed_se:.{digits}f} across seeds)"
 
 
 def paired_effect(per_seed_differences: Sequence[Sequence[float]]) -> Effect:
-    """The effect of per-image differences, one sequence per seed, all over the same images in the same order."""
+    """The effect of per-image differences, one sequence per seed, all over the same images in the same order:
+    the two-level interval of the module docstring (df = S - 1; one seed: image level, df = N - 1)."""
     rows = [list(map(float, r)) for r in per_seed_differences]
     if not rows or any(len(r) != len(rows[0]) for r in rows) or len(rows[0]) < 2:
         raise ValueError("need at least one seed, every seed scored on the same images (at least 2)")
     s, n = len(rows), len(rows[0])
-    seed_means = [sum(r) / n for r in rows]
-    mean = sum(seed_means) / s
-    image_means = [sum(col) / s for col in zip(*rows)]
-    image_var = sum((x - mean) ** 2 for x in image_means) / (n - 1) / n
-    seed_var = sum((m - mean) ** 2 for m in seed_means) / (s - 1) / s if s > 1 else 0.0
-    total = seed_var + image_var
-    if total == 0:
-        return Effect(mean, 0.0, 0.0, 0.0, s, tuple(seed_means))
-    df = total**2 / ((seed_var**2 / (s - 1) if s > 1 else 0.0) + image_var**2 / (n - 1))
+    seed_means = [sum(r) / n for r in rows]  # m_s
+    mean = sum(seed_means) / s  # D
+    image_means = [sum(col) / s for col in zip(*rows)]  # seed-averaged per-image differences
+    image_se = math.sqrt(sum((x - mean) ** 2 for x in image_means) / (n - 1) / n)
+    if s == 1:
+        se, df = image_se, n - 1
+    else:
+        se, df = math.sqrt(sum((m - mean) ** 2 for m in seed_means) / (s - 1) / s), s - 1
     t = stats.t.ppf(0.5 + CONFIDENCE / 2, df)
-    return Effect(mean, float(t * math.sqrt(total)), math.sqrt(seed_var), math.sqrt(image_var), s, tuple(seed_means))
+    return Effect(mean, float(t * se), se if s > 1 else 0.0, image_se, s, tuple(seed_means))
 
 
 def seed_effect(per_seed: Sequence[float]) -> Effect:
