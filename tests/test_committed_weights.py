@@ -34,6 +34,7 @@ def test_the_long_pair_and_paper_best_are_among_them():
     assert {"paper/long-lvae-bn-wu-s0.pt", "paper/long-vae-bn-wu-s0.pt"} <= names
 
 
+@pytest.mark.slow  # K = 1000 on 2000 images, per weights file
 @pytest.mark.parametrize("weights", scored_weights(), ids=lambda p: p.relative_to(RESULTS).as_posix())
 def test_committed_weights_reproduce_their_json_on_the_first_2000_test_images(weights):
     """The same K and seed as `evaluate` (lvae.evaluation.evaluate_model): seed, the ELBO pass over the whole split

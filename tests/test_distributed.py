@@ -10,6 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from lvae import checkpoint as ckpt
@@ -19,6 +20,7 @@ from signal_hook import ENV as TEST_SIGNAL_ENV
 from conftest import run_lvae
 
 TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
+pytestmark = pytest.mark.slow  # real torchrun processes: `make test-fast` leaves them out
 
 
 def load(run: Path) -> dict:

@@ -25,6 +25,8 @@ import signal_hook
 from signal_hook import ENV as TEST_SIGNAL_ENV
 from conftest import dense_config, run_lvae
 
+pytestmark = pytest.mark.slow  # real runs, killed and resumed: `make test-fast` leaves them out
+
 # paper config: batch norm buffers, dynamic binarization and latent noise all have state to restore.
 PAPER = ["--config", "paper", "--batch-size", "32", "--checkpoint-every", "3", "--no-progress"]  # 256 images: 8 iterations/epoch
 

@@ -29,6 +29,8 @@ from lvae.runlock import EXIT_LOCKED, holder_pid, locked_message, run_lock
 from lvae.training import read_jsonl
 from conftest import HOOKS, run_lvae
 
+pytestmark = pytest.mark.slow  # real processes, locks and full disks: `make test-fast` leaves them out
+
 PAPER = ["--config", "paper", "--batch-size", "32", "--checkpoint-every", "3", "--no-progress"]  # 256 images: 8 iterations/epoch
 
 

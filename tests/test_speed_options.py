@@ -11,6 +11,5 @@ def test_the_chosen_options_are_timed_in_order_against_the_first(capsys):
                         "--steps", "1", "--rounds", "2", "--warmup", "1"])
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("config paper-best, cpu, batch 8, 1 threads")
-    assert table[1] == "| option | images/s | vs fp32 eager | warm-up (s) |"
     rows = [line.split(" | ") for line in table[3:5]]
     assert [r[0] for r in rows] == ["| fp32 eager", "| bf16 eager"] and rows[0][2] == "1.00x" and float(rows[1][1]) > 0
