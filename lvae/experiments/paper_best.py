@@ -41,7 +41,7 @@ from lvae.results import save_result
 
 ARCHS = {"wide": "paper-best", "narrow": "paper-best-narrow"}  # --arch: the result's name is its config's
 BUDGET_CORE_HOURS = 6.0
-PAPER_NLL = {"LVAE, L = 5": 82.12, "+ fine-tuning": 81.84, "+ fine-tuning, IW K = 10": 81.74}  # Sønderby et al., table 2
+PAPER_NLL = {"LVAE, L = 5": 82.12, "+ fine-tuning": 81.84, "+ fine-tuning, IW K = 10": 81.74}  # Sønderby et al. (2016), table 1 (MNIST; their table 2 is OMNIGLOT and NORB)
 TARGET_NLL = PAPER_NLL["+ fine-tuning, IW K = 10"]
 STAGE_SCORE_K = 1000
 TEST_EVERY = 10  # the per-epoch test ELBO every 10th epoch (and the last): ~40 % of an epoch's CPU otherwise, inside the budget
