@@ -20,11 +20,23 @@ def replaced(text: str, blocks: dict[tuple[str, str], str], where: Path) -> str:
     return text
 
 
-def replace_blocks(path: Path, blocks: dict[tuple[str, str], str], check: bool = False) -> int:
-    """Write `blocks` into `path` (or, with `check`, say whether they are already there). 0: up to date or now
+def replaced_cells(text: str, cells: dict[str, str], tag: str, where: Path) -> str:
+    """`<!-- TAG:KEY -->...<!-- /TAG:KEY -->` on one line (a table cell, say) filled with cells[KEY]."""
+    for key, body in cells.items():
+        start, end = f"<!-- {tag}:{key} -->", f"<!-- /{tag}:{key} -->"
+        if start not in text or end not in text:
+            raise SystemExit(f"error: {where} has no {start} ... {end} cell")
+        text = re.sub(re.escape(start) + "[^\n]*?" + re.escape(end), lambda _: f"{start}{body}{end}", text)
+    return text
+
+
+def replace_blocks(path: Path, blocks: dict[Any, Any], check: bool = False) -> int:
+    """Write `blocks` ({(start, end): body} and {tag: {key: cell}}) into `path` (or, with `check`, say whether they are already there). 0: up to date or now
     written; 1: out of date (check only)."""
     text = Path(path).read_text()
-    new = replaced(text, blocks, path)
+    new = replaced(text, {k: v for k, v in blocks.items() if isinstance(k, tuple)}, path)
+    for tag, cells in ((k, v) for k, v in blocks.items() if isinstance(k, str)):  # a str key: the tag of one-line cells
+        new = replaced_cells(new, cells, tag, path)
     if new == text:
         print(f"{path} already up to date")
         return 0

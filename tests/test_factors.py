@@ -104,3 +104,64 @@ def test_a_smoke_study_trains_an_arm_and_records_its_settings(tiny_data, tmp_pat
     cfg = json.loads((tmp_path / "runs" / "factor-clipping-vae-bn-wu-s0" / "config.json").read_text())
     assert cfg["train"]["grad_clip"] is None and cfg["model_kind"] == "hvae"
     assert factors.main([*argv[:3], "--jobs", "0"]) == 2
+
+
+# ----------------------------------------------------------------------------- the study's effects, on made-up runs
+
+
+def _runs_with_known_changes(ladder_shift: dict[str, float], vae_shift: dict[str, float], seeds=(0, 1, 2), n=400):
+    """Baseline runs with random per-image log p(x), and every arm's runs shifted by a known amount per image plus
+    seed noise that is the same for the arm's ladder and VAE (so the gap change is known exactly)."""
+    import random
+
+    from lvae.experiments import factor_effects as fe
+
+    rng = random.Random(0)
+    base, arms = {}, {}
+    for s in seeds:
+        for v in (fe.LADDER, fe.VAE):
+            base[fe.baseline_name(v, s)] = {"name": f"b{v}{s}", "per_image_log_px": [rng.gauss(-85, 20) for _ in range(n)]}
+        for f in fe.FACTORS:
+            noise = [rng.gauss(0, 0.3) for _ in range(n)]
+            for v, shift in ((fe.LADDER, ladder_shift.get(f.key, 0.0)), (fe.VAE, vae_shift.get(f.key, 0.0))):
+                if v == fe.VAE and f.ladder_only:
+                    continue
+                b = base[fe.baseline_name(v, s)]["per_image_log_px"]
+                arms[fe.experiment_name(f, v, s)] = {"name": "a", "per_image_log_px": [x - shift - e for x, e in zip(b, noise)]}
+    return arms, base
+
+
+def test_the_study_recovers_known_changes_and_judges_the_gap():
+    from lvae.experiments import factor_effects as fe
+
+    ladder = {"head-bn": 0.8, "var-floor": 0.1, "ladder-up": 0.5, "all-eight": 1.2}
+    vae = {"head-bn": 0.3, "var-floor": 0.1, "leaky-slope": 0.6, "all-eight": 0.2}
+    arms, base = _runs_with_known_changes(ladder, vae)
+    by_key = {a.factor.key: a for a in (fe.arm_effect(f, arms, base) for f in fe.FACTORS)}
+    head = by_key["head-bn"]
+    # each model's change carries the seed noise; the gap change (the noise shared by both models) cancels it exactly
+    assert head.ladder.mean == pytest.approx(0.8, abs=0.1) and head.vae.mean == pytest.approx(0.3, abs=0.1)
+    assert head.ladder.low < 0.8 < head.ladder.high
+    assert head.gap.mean == pytest.approx(0.5, abs=1e-9) and head.judged == fe.CARRIES
+    assert by_key["var-floor"].gap.mean == pytest.approx(0.0, abs=1e-9) and by_key["var-floor"].judged == fe.NO_DIFFERENCE
+    assert by_key["leaky-slope"].judged == fe.AGAINST  # the VAE got worse, the ladder did not: the gap widened
+    up = by_key["ladder-up"]
+    assert up.vae is None and up.gap.mean == up.ladder.mean == pytest.approx(0.5, abs=0.1)  # ladder-only: gap change = ladder change
+    joint, summed, inter = fe.interaction(arms, base)
+    assert joint.mean == pytest.approx(1.0, abs=1e-9)
+    assert summed.mean == pytest.approx(sum(by_key[f.key].gap.mean for f in fe.DETAILS), abs=1e-9)
+    assert summed.mean == pytest.approx(0.5 + 0.5 + 0.0 - 0.6, abs=0.1)  # head-bn, ladder-up, var-floor, leaky-slope
+    assert inter.mean == pytest.approx(joint.mean - summed.mean, abs=1e-9)
+    measured, verdict_text = fe.claim_text(list(by_key.values()), (joint, summed, inter))
+    assert "carries part of the gap: details 1, 3" in verdict_text and "works against the gap: detail 8" in verdict_text
+
+
+def test_an_arm_without_all_its_runs_is_not_measured_and_the_joint_waits_for_every_arm():
+    from lvae.experiments import factor_effects as fe
+
+    arms, base = _runs_with_known_changes({"head-bn": 0.8}, {})
+    del arms[fe.experiment_name(fe.DETAILS[2], fe.VAE, 1)]  # head-bn's VAE at seed 1: that seed is left out, not half-paired
+    head = fe.arm_effect(fe.DETAILS[2], arms, base)
+    assert head.seeds == (0, 2) and head.judged.startswith("not measured yet")
+    assert fe.interaction(arms, base)[0].seeds == 2
+    assert fe.arm_effect(fe.DETAILS[2], {}, base).judged.startswith("not measured yet")

@@ -354,6 +354,16 @@ def fig_fashion_samples(r: Results) -> Figure:
     return plots.image_grids(grids, nrow=8, title="Fashion-MNIST, prior samples (T = 1)")
 
 
+def fig_factors(r: Results) -> Figure:
+    from lvae.experiments import factor_effects
+    from lvae.report.factor_plot import forest
+
+    arms = factor_effects.effects(r.results_dir / "factors", r.results_dir / "paper")
+    if not any(a.seeds for a in arms):
+        raise SkipFigure(f"needs the factor study's runs in {shown(r.results_dir / 'factors')} (make factors)")
+    return forest(arms, "Why the ladder wins: each detail of the paper's code reverted (5 layers, BN + WU, 50 epochs)")
+
+
 # name -> (what it shows, how it is drawn); docs/figures.md lists them in this order.
 FIGURES: dict[str, tuple[str, Callable[[Results], Figure]]] = {
     "lvae_vs_vae_samples.png": ("64 samples from each model's prior (N(0, I) at the top, temperature 1).", fig_samples),
@@ -368,6 +378,7 @@ FIGURES: dict[str, tuple[str, Callable[[Results], Figure]]] = {
     "paper_elbo_curves.png": ("Train and test ELBO per epoch, the 5-layer VAE against the LVAE.", fig_paper_elbo),
     "paper_kl_units.png": ("log KL of every latent unit against epochs (units sorted within each layer), VAE and LVAE.", fig_paper_kl_units),
     "paper_active_units.png": ("Active units per layer, the 5-layer VAE against the LVAE (the paper's table).", fig_paper_active_units),
+    "factors.png": ("The factor study: each arm's change in the ladder's NLL, the VAE's and the gap, with seed-aware intervals.", fig_factors),
     "paper_posterior_pca.png": ("PCA of posterior samples of each layer, coloured by digit, VAE and LVAE.", fig_paper_pca),
     "warmup_schedules.png": ("The three β schedules of the warm-up study: none, per iteration, per epoch.", fig_warmup_schedules),
     "warmup_effect.png": ("What each warm-up did to the paper's five-layer ladder: reconstruction, KL per layer, active units.", fig_warmup_effect),
