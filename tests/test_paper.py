@@ -374,21 +374,33 @@ def test_a_stage_cut_off_with_its_parent_counts_as_resumed_and_keeps_its_epochs_
     assert record["cpu_seconds"] == pytest.approx(118.0) and record["wall_seconds"] == pytest.approx(120.0)  # the epochs' sums
 
 
-def test_the_seed_readme_claims_follow_their_json(tmp_path):
+def test_the_seed_readme_claims_follow_their_json_and_need_three_seeds(tmp_path):
     def seed_json(name: str, fid: float, kl_top: float, hist: list[float], class_kl: float) -> None:
         (tmp_path / f"{name}.json").write_text(json.dumps({"fid_mnist": fid, "top_latent_kl_to_prior": kl_top, "latent_units": [392, 16],
                                                            "class_histogram": hist, "class_kl_to_uniform": class_kl}))
+
+    def each_seed(model: str, *args, spread=(0.0, 0.0, 0.0)) -> None:
+        for s, d in zip((0, 1, 2), spread):
+            fid, kl_top, hist, class_kl = args
+            seed_json(f"{model}{'' if s == 0 else f'-s{s}'}", fid + 10 * d, kl_top + d, hist, class_kl + d / 100)
 
     assert [c.verdict for c in claims.seed_claims(tmp_path)] == ["not measured yet"]
     uneven = [0.05, 0.14, 0.08, 0.08, 0.08, 0.08, 0.08, 0.15, 0.08, 0.18]  # 9, 7 and 1 the most frequent
     seed_json("seed-lvae", 20.0, 0.5, uneven, 0.03)
     seed_json("seed-vae", 40.0, 0.2, [0.1] * 10, 0.0)
-    got = {c.claim: c.verdict for c in claims.seed_claims(tmp_path)}
-    assert list(got.values()) == ["reproduced", "reproduced", "reproduced"]
-    seed_json("seed-lvae", 39.0, 3.0, [0.14, 0.14, 0.08, 0.08, 0.08, 0.08, 0.08, 0.08, 0.16, 0.08], 0.03)  # uneven, but 8, 0, 1
+    assert {c.verdict for c in claims.seed_claims(tmp_path)} == {"not measured yet (1 of 3 seeds)"}  # one seed is no verdict
+    each_seed("seed-lvae", 20.0, 0.5, uneven, 0.03, spread=(0.0, 0.1, -0.1))
+    each_seed("seed-vae", 40.0, 0.2, [0.1] * 10, 0.0, spread=(0.0, 0.1, -0.1))
+    got = claims.seed_claims(tmp_path)
+    assert [c.verdict for c in got] == ["reproduced", "reproduced", "reproduced"]
+    assert "[" in got[0].measured and "3 seeds" in got[0].measured  # an interval over the seeds
+    # a spread across seeds wide enough to straddle the threshold gives no verdict, whatever the mean
+    each_seed("seed-lvae", 20.0, 0.5, uneven, 0.021, spread=(0.0, 1.5, -1.5))
+    assert claims.seed_claims(tmp_path)[2].verdict == "no significant difference"
+    each_seed("seed-lvae", 39.0, 3.0, [0.14, 0.14, 0.08, 0.08, 0.08, 0.08, 0.08, 0.08, 0.16, 0.08], 0.03, spread=(0.0, 0.1, -0.1))
     got = [c.verdict for c in claims.seed_claims(tmp_path)]
     assert got[0] == "reversed" and got[1] == "reversed" and got[2] == "no: uneven, but the most frequent are 8, 0, 1"
-    seed_json("seed-lvae", 39.0, 3.0, [0.1] * 10, 0.001)  # even classes: the claim is reversed by the same rule
+    each_seed("seed-lvae", 39.0, 3.0, [0.1] * 10, 0.001, spread=(0.0, 0.1, -0.1))  # even classes: reversed by the same rule
     assert claims.seed_claims(tmp_path)[2].verdict == "reversed"
 
 
