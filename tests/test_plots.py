@@ -108,3 +108,20 @@ def test_beta_schedules_draw_each_curve_against_epochs():
     for line, beta in zip(fig.axes[0].lines, curves.values()):
         assert np.allclose(line.get_xdata(), np.arange(20) / 10) and list(line.get_ydata()) == beta
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == list(curves)
+
+
+def test_active_units_two_ways_draws_every_seed_and_one_colour_per_model():
+    counts = {"by covariance": {"LVAE + BN + WU": [[30, 4], [28, 6]], "VAE + BN + WU": [[60, 2], [58, 3]]},
+              "by KL": {"LVAE + BN + WU": [[20, 4], [22, 5]], "VAE + BN + WU": [[30, 1], [31, 2]]}}
+    fig = plots.active_units_two_ways(counts, sizes=[64, 8], title="t")
+    left, right = fig.axes[:2]
+    assert [ax.get_title() for ax in (left, right)] == ["by covariance", "by KL"]
+    assert len(left.collections) == 4  # one dot per seed and model
+    colours = {p.get_facecolor()[:3] for p in left.patches}
+    assert len(colours) == 2 and plots.model_color("LVAE + BN + WU") == plots.model_color("LVAE")
+
+
+def test_kl_unit_heatmaps_draw_the_top_layer_at_the_top_with_unit_counts():
+    per_epoch = [[[0.5, 0.001, 0.2], [0.05, 0.0]] for _ in range(3)]  # (epochs, layers, units)
+    fig = plots.kl_unit_heatmaps({"LVAE": per_epoch}, "t")
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["z1: 1/2", "z0: 2/3"]

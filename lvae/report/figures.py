@@ -209,7 +209,9 @@ def fig_likelihood(r: Results) -> Figure:
     metrics = r.headline_metrics()
     iw = {k: -m["nll"] for k, m in metrics.items() if "nll" in m}
     k = next((m["iw_samples"] for m in metrics.values() if "iw_samples" in m), None)
-    return plots.likelihood_curves(r.headline_summaries, iw or None, f"IW bound, K={k}" if k else "IW bound")
+    kinds = {s.run_config.model.likelihood for s in r.headline_summaries.values()}
+    return plots.likelihood_curves(r.headline_summaries, iw or None, f"IW bound, K={k}" if k else "IW bound",
+                                   kinds.pop() if len(kinds) == 1 else None)
 
 
 def fig_warmup_schedules(r: Results) -> Figure:
@@ -244,7 +246,10 @@ def fig_merge_weights(r: Results) -> Figure:
 
 def fig_temperature(r: Results) -> Figure:
     model = r.headline_model("LVAE")
-    return plots.image_grids({f"T = {t}": samples(model, 36, t) for t in (0.5, 0.8, 1.0)}, nrow=6, title="LVAE samples at three temperatures")
+    return plots.image_grids({f"T = {t}": samples(model, 36, t) for t in (0.5, 0.8, 1.0)}, nrow=6,
+                             title="LVAE samples at three temperatures (the same draws, every prior's σ scaled by T)\n"
+                                   "T = 0.5 looks blurrier: each layer stays near its prior mean, where the decoder's "
+                                   "mean image averages many digits")
 
 
 class SkipFigure(Exception):
@@ -281,18 +286,22 @@ def fig_paper_budget(r: Results) -> Figure:
         raise SkipFigure(f"needs the long pair in {shown(r.results_dir / 'paper')} (make paper)")
     epochs = sorted(effects)
     seeds = min(n.seeds for n, _ in effects.values())
+    seeds_text = f"{seeds} seed{'s' * (seeds != 1)}"
     band = lambda e: (e.mean, e.low, e.high)  # noqa: E731
-    bands = "95 % bands over seeds and images" if seeds > 1 else "95 % bands over test images only"
+    bands = "95 % bands from the spread of the per-seed means" if seeds > 1 else "95 % bands over test images only (one seed)"
     partial = f"; partial: {seeds} of {len(paper.SEEDS)} seeds" if seeds < len(paper.SEEDS) else ""
     return plots.budget_curve(epochs, [band(effects[e][0]) for e in epochs], [band(effects[e][1]) for e in epochs],
-                              f"The 5-layer ladder minus the VAE (both BN + WU) against training budget, {seeds} seed(s), "
+                              f"The 5-layer ladder minus the VAE (both BN + WU) against training budget, {seeds_text}, "
                               f"K = {paper.LONG.iw_samples}\n{bands}{partial}")
 
 
 def fig_paper_elbo(r: Results) -> Figure:
     pair, what = _paper_pair(r)
     curves = {label: {"train": m["per_epoch"]["train_elbo"], "test": m["per_epoch"]["elbo"]} for label, m in pair.items()}
-    return plots.elbo_curves(curves, f"Train and test ELBO per epoch, {what}")
+    return plots.elbo_curves(curves, f"Train and test ELBO per epoch, {what}", note=(
+        "Test lies above train: the train ELBO is the mean over the epoch's batches in training mode (dropout on, each batch's "
+        "own batch-norm statistics, images binarized afresh each time), the test ELBO is scored after the epoch in eval mode "
+        "(no dropout, batch-norm statistics recomputed on the training set)."))
 
 
 def fig_paper_kl_units(r: Results) -> Figure:
@@ -302,10 +311,20 @@ def fig_paper_kl_units(r: Results) -> Figure:
 
 def fig_paper_active_units(r: Results) -> Figure:
     pair, what = _paper_pair(r)
-    sizes = next(iter(pair.values()))["latent_units"]
-    fig = plots.active_units({label: m["active_units"] for label, m in pair.items()}, sizes)
-    fig.suptitle(f"Active units per layer, {what}")
-    return fig
+    from lvae.experiments import claims, paper
+
+    arms = paper.arms(paper.load_results(r.results_dir / "paper"))
+    runs = {paper.VARIANTS[v].label: arms.get(("long", v, 5), {}) for v in paper.PAIR}
+    if not all(runs.values()):
+        raise SkipFigure(f"needs the long pair in {shown(r.results_dir / 'paper')} (make paper)")
+    sizes = next(iter(next(iter(runs.values())).values()))["latent_units"]
+    epochs = next(iter(next(iter(runs.values())).values()))["epochs"]
+    counts = {"by covariance: Cov_x E_q[z_u] > 0.01": {m: [claims.cov_active_units(x) for x in rs.values()] for m, rs in runs.items()},
+              f"by KL: KL_u > {claims.KL_ACTIVE} nats": {m: [claims.kl_active_units(x) for x in rs.values()] for m, rs in runs.items()}}
+    notes = dict(zip(counts, ("a unit whose posterior mean moves with x; counts one that copies the layer above",
+                              "a unit that carries information about x itself (KL averaged over the test images)")))
+    return plots.active_units_two_ways(counts, sizes, f"Active units per layer, 5 layers, {epochs} epochs, every seed of the long pair "
+                                                      "(bars: mean, dots: seeds)", notes)
 
 
 def fig_paper_pca(r: Results) -> Figure:
@@ -377,7 +396,8 @@ FIGURES: dict[str, tuple[str, Callable[[Results], Figure]]] = {
     "paper_budget_curve.png": ("The ladder's NLL and ELBO advantage over the VAE against training epochs, seed-aware bands.", fig_paper_budget),
     "paper_elbo_curves.png": ("Train and test ELBO per epoch, the 5-layer VAE against the LVAE.", fig_paper_elbo),
     "paper_kl_units.png": ("log KL of every latent unit against epochs (units sorted within each layer), VAE and LVAE.", fig_paper_kl_units),
-    "paper_active_units.png": ("Active units per layer, the 5-layer VAE against the LVAE (the paper's table).", fig_paper_active_units),
+    "paper_active_units.png": ("Active units per layer, the 5-layer VAE against the LVAE, every seed, counted by covariance and by KL.",
+                               fig_paper_active_units),
     "factors.png": ("The factor study: each arm's change in the ladder's NLL, the VAE's and the gap, with seed-aware intervals.", fig_factors),
     "paper_posterior_pca.png": ("PCA of posterior samples of each layer, coloured by digit, VAE and LVAE.", fig_paper_pca),
     "warmup_schedules.png": ("The three β schedules of the warm-up study: none, per iteration, per epoch.", fig_warmup_schedules),
@@ -388,7 +408,8 @@ FIGURES: dict[str, tuple[str, Callable[[Results], Figure]]] = {
     "temperature.png": ("LVAE samples at temperatures 0.5, 0.8 and 1.", fig_temperature),
     "layers_seed.png": ("What each layer holds: one digit's upper latents kept, the rest resampled (seed LVAE).", fig_layers_seed),
     "paper_layers_resampled.png": ("What each layer holds in the paper's 5-layer LVAE (results/paper weights).", fig_layers_paper),
-    "fashion_samples.png": ("Fashion-MNIST: prior samples of the seed and paper recipes (results/fashion-*.pt).", fig_fashion_samples),
+    "fashion_samples.png": ("Fashion-MNIST: prior samples of the seed and paper recipes (results/fashion-*.pt); the panel title says "
+                            "when a run is partial (the paper recipe stopped before its planned epochs).", fig_fashion_samples),
 }
 
 

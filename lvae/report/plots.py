@@ -39,7 +39,8 @@ def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (6.0, 4.
 
 
 def model_color(name: str, i: int = 0) -> str:
-    return MODEL_COLORS.get(name, f"C{i + 2}")
+    """The model's one colour: the ladder blue and the VAE red in every figure, the seed's and the paper's models alike."""
+    return MODEL_COLORS.get(name) or PAPER_COLORS.get(name) or f"C{i + 2}"
 
 
 def layer_colors(n: int) -> list:
@@ -262,18 +263,23 @@ def warmup_effect(summaries: Mapping[str, "RunSummary"], highlight: str | None =
     a_recon.set(title="reconstruction −log p(x|z) (training batches)", xlabel="epoch", ylabel="nats / image")
     lo, hi = np.nanpercentile(np.concatenate([np.asarray(s.recon) for s in summaries.values()]), [0.5, 97])
     a_recon.set_ylim(lo - 0.05 * (hi - lo), hi)
-    a_au.set(title="active units, all layers (test images)", xlabel="epoch", ylabel="active units")
+    total = sum(next(iter(summaries.values())).latent_sizes)
+    a_au.axhline(total, color="0.5", lw=0.8, ls=":")
+    a_au.annotate(f"all {total} units", (0.02, total), xycoords=("axes fraction", "data"), va="bottom", fontsize=7, color="0.4")
+    a_au.set(title="active units, all layers (test images)", xlabel="epoch", ylabel="active units (Cov_x E_q[z_u] > 0.01)",
+             ylim=(0, total * 1.08))
     a_beta.legend(), a_recon.legend()
 
     depth = len(next(iter(summaries.values())).latent_sizes)
     width = 0.8 / max(1, len(names))
     for i, (name, s) in enumerate(summaries.items()):
         final = np.maximum(s.epochs[-1]["kl"], 1e-3) if s.epochs else [np.nan] * depth
-        a_kl.bar(np.arange(depth) + (i - (len(names) - 1) / 2) * width, final, width, color=f"C{i}", label=name,
-                 alpha=1.0 if highlight in (None, name) else 0.55)
+        xs = np.arange(depth) + (i - (len(names) - 1) / 2) * width
+        a_kl.bar(xs, final, width, color=f"C{i}", label=name, alpha=1.0 if highlight in (None, name) else 0.55)
+        for x, v in zip(xs, final):
+            a_kl.annotate(f"{v:.1f}", (x, v), ha="center", va="bottom", fontsize=6)
     a_kl.set_xticks(range(depth), _layer_ticks(depth))
     a_kl.set(title="KL per layer at the end (test, nats)", ylabel="KL (nats)")
-    a_kl.set_yscale("log")
     a_kl.legend()
     return fig
 
@@ -312,10 +318,20 @@ def kl_per_layer(summaries: Mapping[str, "RunSummary"]) -> Figure:
         ax.set_yscale("log")
         ax.set(title=f"{name}: KL per layer (training batches)", xlabel="epoch", ylabel="KL (nats, log scale)")
         ax.legend(title="layer")
-    final = {name: s.per_rung(s.epochs[-1]["kl"]) for name, s in summaries.items()}
-    _grouped_bars(axes[0, -1], final, {name: [f"{k:.1f}" if k is not None else "" for k in v] for name, v in final.items()})
-    axes[0, -1].set(title="KL per layer at the end (test)", ylabel="KL (nats)")
-    axes[0, -1].legend()
+    ax = axes[0, -1]  # the same colour code as the curves: one colour per layer, the models as groups of bars
+    width = 0.8 / depth
+    for m, (name, s) in enumerate(summaries.items()):
+        final = s.per_rung(s.epochs[-1]["kl"])
+        for k, v in enumerate(final):
+            x = m + (k - (depth - 1) / 2) * width
+            if v is None:
+                ax.annotate("det.", (x, 0), ha="center", va="bottom", fontsize=7)
+                continue
+            ax.bar(x, v, width, color=colors[k])
+            ax.annotate(f"{v:.1f}", (x, v), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(summaries)), list(summaries))
+    ax.set(title="KL per layer at the end (test)", ylabel="KL (nats)")
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=colors[k]) for k in range(depth)], labels=[f"z{k}" for k in range(depth)], title="layer")
     return fig
 
 
@@ -333,6 +349,33 @@ def active_units(counts: Mapping[str, Sequence[int | None]], sizes: Sequence[int
     fig, axes = _figure(1, 1, (1.6 * len(sizes) + 3.0, 3.2))
     _active_panel(axes[0, 0], counts, sizes, threshold)
     axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1, 1))
+    return fig
+
+
+def active_units_two_ways(counts: Mapping[str, Mapping[str, Sequence[Sequence[int]]]], sizes: Sequence[int], title: str,
+                          notes: Mapping[str, str] | None = None) -> Figure:
+    """Active units per layer counted two ways, one panel each (`counts[measure][model]` = one list per seed of
+    per-layer counts): bars are the mean over seeds, as a fraction of the layer, dots the seeds, labels the mean count."""
+    fig, axes = _figure(1, len(counts), (5.2 * len(counts) + 1.6, 3.8), sharey=True)
+    depth = len(sizes)
+    for ax, (measure, by_model) in zip(axes[0], counts.items()):
+        width = 0.8 / len(by_model)
+        for i, (name, seeds) in enumerate(by_model.items()):
+            per_seed = np.asarray(seeds, dtype=float) / np.asarray(sizes)  # (seeds, layers)
+            xs = np.arange(depth) + (i - (len(by_model) - 1) / 2) * width
+            ax.bar(xs, per_seed.mean(0), width, color=model_color(name, i), alpha=0.85, label=f"{name} ({len(seeds)} seeds)")
+            for row in per_seed:
+                ax.scatter(xs, row, s=9, color="k", zorder=3, linewidths=0)
+            for x, mean_count, frac in zip(xs, np.asarray(seeds, dtype=float).mean(0), per_seed.max(0)):
+                ax.annotate(f"{mean_count:.1f}", (x, frac), ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+        ax.set_xticks(range(depth), [f"z{k} ({n})" + (" top" if k == depth - 1 else "") for k, n in enumerate(sizes)])
+        ax.set(ylim=(0, 1.15), title=measure)
+        if notes and measure in notes:
+            ax.set_xlabel(notes[measure], fontsize=7)
+    axes[0, 0].set_ylabel("fraction of the layer's units active")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels))
+    fig.suptitle(title)
     return fig
 
 
@@ -382,47 +425,65 @@ def budget_curve(epochs: Sequence[int], nll: Sequence[tuple[float, float, float]
     return fig
 
 
-def elbo_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], title: str) -> Figure:
-    """Train and test ELBO per epoch, one colour per model (`curves[model] = {"train": [...], "test": [...]}`)."""
-    fig, axes = _figure(1, 1, (8.0, 4.0))
-    ax = axes[0, 0]
-    shown = []
-    for i, (label, c) in enumerate(curves.items()):
-        color = PAPER_COLORS.get(label, f"C{i}")
-        ax.plot(np.arange(1, len(c["train"]) + 1), c["train"], color=color, lw=1.2, ls="--", label=f"{label}, train")
-        tested = [(e, v) for e, v in enumerate(c["test"], 1) if v is not None]  # None: no test pass that epoch
-        ax.plot([e for e, _ in tested], [v for _, v in tested], color=color, lw=1.6, label=f"{label}, test")
-        shown += list(c["train"][len(c["train"]) // 10 :]) + [v for e, v in tested if e > len(c["test"]) // 10]
-    lo, hi = min(shown), max(shown)  # the first tenth of training (the warm-up's start) lies far below: left out of the range
-    ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
-    ax.set(xlabel="epoch", ylabel="ELBO (nats; higher is better)")
-    ax.set_title(title, wrap=True)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+def elbo_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], title: str, zoom_from: int = 20, note: str | None = None) -> Figure:
+    """Train and test ELBO per epoch, one colour per model (`curves[model] = {"train": [...], "test": [...]}`): every
+    epoch on the left, from epoch `zoom_from` on (after the warm-up's climb) on the right; `note` below says why
+    the curves sit where they do."""
+    import textwrap
+
+    fig, axes = _figure(1, 2, (11.0, 4.6))
+    epochs = max(len(c["train"]) for c in curves.values())
+    zoom_from = zoom_from if epochs > 2 * zoom_from else epochs // 2 + 1  # a short run: zoom on its second half
+    for ax, first in ((axes[0, 0], 1), (axes[0, 1], zoom_from)):
+        shown = []
+        sign = -1 if first == 1 else 1  # every epoch: −ELBO on a log axis, so the first epochs and the last fit in one panel
+        for i, (label, c) in enumerate(curves.items()):
+            color = model_color(label, i)
+            train = [(e, sign * v) for e, v in enumerate(c["train"], 1) if e >= first]
+            tested = [(e, sign * v) for e, v in enumerate(c["test"], 1) if v is not None and e >= first]  # None: no test pass
+            ax.plot(*zip(*train), color=color, lw=1.2, ls="--", label=f"{label}, train")
+            ax.plot(*zip(*tested), color=color, lw=1.6, label=f"{label}, test")
+            shown += [v for _, v in train] + [v for _, v in tested]
+        if first == 1:
+            ax.set(yscale="log", xlabel="epoch", ylabel="−ELBO (nats, log scale; lower is better)", title="every epoch")
+        else:
+            lo, hi = min(shown), max(shown)
+            ax.set_ylim(lo - 0.03 * (hi - lo), hi + 0.05 * (hi - lo))
+            ax.set(xlabel="epoch", ylabel="ELBO (nats; higher is better)", title=f"from epoch {first} on (after the warm-up's climb)")
+    axes[0, 1].legend(loc="lower right", frameon=False)
+    fig.suptitle(title)
+    if note:
+        fig.supxlabel(textwrap.fill(note, 170), fontsize=8)
     return fig
 
 
-def kl_unit_heatmaps(kl_units: Mapping[str, Sequence[Sequence[Sequence[float]]]], title: str) -> Figure:
+def kl_unit_heatmaps(kl_units: Mapping[str, Sequence[Sequence[Sequence[float]]]], title: str, threshold: float = 0.01,
+                     clip: tuple[float, float] = (1e-3, 10.0)) -> Figure:
     """log10 of each latent unit's test KL (rows, sorted within each layer by the final KL) against epochs.
 
-    `kl_units[model][epoch][layer][unit]`; white lines separate the layers, bottom layer at the top.
+    `kl_units[model][epoch][layer][unit]`; the top layer is drawn at the top, white lines separate the layers, and
+    each layer's label gives its units and how many end above `threshold` nats. Colours are clipped to `clip`.
     """
-    fig, axes = _figure(1, len(kl_units), (4.2 * len(kl_units) + 1.0, 4.6), sharey=True)
+    fig, axes = _figure(1, len(kl_units), (4.6 * len(kl_units) + 1.2, 4.8))
     image = None
+    lo, hi = np.log10(clip[0]), np.log10(clip[1])
     for ax, (label, per_epoch) in zip(axes[0], kl_units.items()):
-        rows, edges = [], [0]
-        for k in range(len(per_epoch[0])):
+        rows, edges, names = [], [0], []
+        for k in reversed(range(len(per_epoch[0]))):  # top layer first: it is drawn at the top
             layer = np.array([epoch[k] for epoch in per_epoch]).T  # (units, epochs)
             rows.append(layer[np.argsort(-layer[:, -1])])
             edges.append(edges[-1] + len(layer))
-        grid = np.log10(np.maximum(np.concatenate(rows), 1e-3))
-        image = ax.imshow(grid, aspect="auto", cmap="magma", vmin=-3, vmax=1, interpolation="nearest",
+            names.append(f"z{k}: {int((layer[:, -1] > threshold).sum())}/{len(layer)}")
+        grid = np.log10(np.clip(np.concatenate(rows), clip[0], clip[1]))
+        image = ax.imshow(grid, aspect="auto", cmap="magma", vmin=lo, vmax=hi, interpolation="nearest",
                           extent=(0.5, grid.shape[1] + 0.5, grid.shape[0], 0))
         for e in edges[1:-1]:
             ax.axhline(e, color="white", lw=1)
-        ax.set_yticks([(a + b) / 2 for a, b in zip(edges, edges[1:])], [f"z{k}" for k in range(len(edges) - 1)])
+        ax.set_yticks([(a + b) / 2 for a, b in zip(edges, edges[1:])], names)
         ax.grid(False)
         ax.set(xlabel="epoch", title=label)
-    fig.colorbar(image, ax=axes[0, -1], label="log10 KL per unit (nats), test set")
+    axes[0, 0].set_ylabel(f"units, sorted by final KL (label: units above {threshold} nats at the end / all)")
+    fig.colorbar(image, ax=axes[0, -1], label=f"log10 KL per unit (nats), test set; clipped to [{clip[0]:g}, {clip[1]:g}]")
     fig.suptitle(title)
     return fig
 
@@ -459,7 +520,7 @@ def top_latent(codes: Mapping[str, tuple[Any, Any]], dims: Mapping[str, tuple[in
     all digits mixed; separated class islands leave holes that prior samples fall into.
     Row 2: every coordinate's marginal density against N(0, 1).
     """
-    fig, axes = _figure(2, len(codes), (4.3 * len(codes), 7.6), gridspec_kw={"height_ratios": [3, 1.6]})
+    fig, axes = _figure(2, len(codes), (4.3 * len(codes) + 1.8, 7.6), gridspec_kw={"height_ratios": [3, 1.6]})
     for j, (name, (z, labels)) in enumerate(codes.items()):
         z, labels = _np(z), _np(labels)
         a, b = (dims or {}).get(name) or tuple(np.argsort(-np.var(z, axis=0))[:2])
@@ -471,15 +532,20 @@ def top_latent(codes: Mapping[str, tuple[Any, Any]], dims: Mapping[str, tuple[in
         for r in (1, 2):
             ax.plot(r * np.cos(t), r * np.sin(t), color="k", lw=0.8, ls="--" if r == 2 else "-")
         lim = max(3.2, float(np.percentile(np.abs(z[:, [a, b]]), 99.5)))
-        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xlabel=f"z_top[{a}]", ylabel=f"z_top[{b}]", title=f"{name}: z_top, its two widest coordinates")
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xlabel=f"z_top[{a}]", ylabel=f"z_top[{b}]", title=f"{name}: z_top, two widest coordinates")
         if j == len(codes) - 1:
-            ax.legend(title="digit", bbox_to_anchor=(1.02, 1), loc="upper left", markerscale=2)
+            handles, labels_ = ax.get_legend_handles_labels()
+            ax.get_legend().remove()
+            rings = [Line2D([], [], color="k", lw=0.8, label="1σ circle of N(0, I)"),
+                     Line2D([], [], color="k", lw=0.8, ls="--", label="2σ circle of N(0, I)")]
+            fig.legend(handles=handles + rings, labels=[f"digit {d}" for d in labels_] + [h.get_label() for h in rings],
+                       loc="outside right upper", markerscale=2)
         ax2 = axes[1, j]
         x = np.linspace(-4, 4, 300)
         for u in range(z.shape[1]):
             sns.kdeplot(x=z[:, u], ax=ax2, color=model_color(name, j), lw=0.7, alpha=0.5)
         ax2.plot(x, _normal_pdf(x, 0.0, 1.0), color="k", lw=1.8, ls="--")
-        ax2.set(xlim=(-4, 4), xlabel="z_top[u], every unit", ylabel="density", title=f"{name}: each unit's marginal vs N(0, 1)")
+        ax2.set(xlim=(-4, 4), xlabel="z_top[u], every unit", ylabel="density", title=f"{name}: each unit vs N(0, 1)")
         ax2.legend(handles=[Line2D([], [], color=model_color(name, j), lw=1, label="one unit"), Line2D([], [], color="k", ls="--", label="N(0, 1)")])
     return fig
 
@@ -508,7 +574,8 @@ def class_histogram(histograms: Mapping[str, Sequence[float]], samples: Mapping[
     return fig
 
 
-def likelihood_curves(summaries: Mapping[str, "RunSummary"], iw: Mapping[str, float] | None = None, iw_label: str = "IW bound") -> Figure:
+def likelihood_curves(summaries: Mapping[str, "RunSummary"], iw: Mapping[str, float] | None = None, iw_label: str = "IW bound",
+                      likelihood: str | None = None) -> Figure:
     """The ELBO over training per model: on training batches (line) and on the test set after each epoch
     (dots; paper KL, β = 1), with final importance-weighted estimates (stars) where given."""
     from matplotlib.ticker import MaxNLocator
@@ -534,6 +601,9 @@ def likelihood_curves(summaries: Mapping[str, "RunSummary"], iw: Mapping[str, fl
     span = top - min(lows)
     ax.set_ylim(min(lows) - 1.5 * span, top + 0.3 * span)  # the first iterations' bound is far lower: keep the epochs in view
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="epoch", ylabel="nats / image (higher is better)", title="Log-likelihood bound over training")
+    what = {"gaussian": "a Gaussian (MSE) density of the grey levels: its nats are not comparable with the paper's Bernoulli ≈ −82",
+            "bernoulli": "the Bernoulli likelihood of binarized digits"}.get(likelihood or "", "")
+    ax.set(xlabel="epoch", ylabel="nats / image (higher is better)")
+    fig.suptitle("Log-likelihood bound over training" + (f"\n{what}" if what else ""), fontsize=9)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
