@@ -194,12 +194,46 @@ def summary(results_dir: Path = RESULTS) -> str:
             with reading(best, RESULT, "restore it, or run make paper-best again"):
                 how = (f"{r['cpu_core_hours']:.2f} CPU-core-hours in {len(r['stages'])} stages" if "stages" in r
                        else f"{r['training']['epochs']} epochs, the first recipe")
-                line = (f"- Best NLL in this repo: **{r['nll']:.2f} ± {r['nll_stderr']:.2f} nats** (`{name}`, K = {r['iw_samples']}, "
+                width = "the 5-layer ladder at twice the paper's width, " if name == "paper-best" else ""
+                line = (f"- Best NLL in this repo: **{r['nll']:.2f} ± {r['nll_stderr']:.2f} nats** (`{name}`, {width}K = {r['iw_samples']}, "
                         f"{how}, one seed) beside the paper's {claims.PAPER_LVAE_NLL} "
                         f"({claims.PAPER_LVAE_FINETUNED_NLL} fine-tuned, {claims.PAPER_LVAE_FINETUNED_IW_NLL} fine-tuned with the IW bound)")
             lines.append(line)
             break
-    return "\n".join(lines)
+    return "\n".join(lines + costs(results_dir) + seed_winners(results_dir))
+
+
+def costs(results_dir: Path = RESULTS) -> list[str]:
+    """How long `make demo` and `make paper` took on the machine that ran them, from the times their JSONs recorded."""
+    lines = []
+    demo = results_dir / "seed-lvae.json"
+    if demo.is_file():
+        r = read_json(demo, RESULT)
+        with reading(demo, RESULT, "restore it, or save the result again"):
+            lines.append(f"- `make demo` trains the `seed` ladder: {r['training']['train_seconds'] / 60:.0f} min of training steps "
+                         f"for {r['training']['epochs']} epochs on {hardware_phrase(r['hardware'])} (`results/seed-lvae.json`)")
+    runs = claims.paper.load_results(results_dir / "paper")
+    if runs:
+        train = sum(r["train_seconds"] for r in runs.values()) / 3600
+        score = sum(r.get("eval_seconds", 0.0) for r in runs.values()) / 3600
+        hw = sorted({hardware_phrase(r["hardware"]) for r in runs.values() if "hardware" in r})
+        lines.append(f"- `make paper`: {len(runs)} runs, {train:.1f} h of training and {score:.1f} h of scoring, one thread each; "
+                     f"it runs two at a time, so about {(train + score) / 2:.1f} h of wall clock on {'; '.join(hw)} "
+                     f"(`results/paper/*.json`)")
+    return lines
+
+
+def seed_winners(results_dir: Path = RESULTS) -> list[str]:
+    """Which of the first figures' two models wins on NLL and on FID_MNIST (lower is better for both)."""
+    paths = [results_dir / "seed-lvae.json", results_dir / "seed-vae.json"]
+    if not all(p.is_file() for p in paths):
+        return []
+    lv, va = (read_json(p, RESULT) for p in paths)
+    with reading(f"{paths[0]} or {paths[1]}", RESULT, "restore it, or save the result again"):
+        better = lambda key: "the ladder" if lv[key] < va[key] else "the top-latent VAE"  # noqa: E731
+        return [f"- The first figures below (`seed` config, 3 epochs, one training seed each): NLL (K = {lv['iw_samples']}, Gaussian "
+                f"likelihood) LVAE {lv['nll']:.2f} ± {lv['nll_stderr']:.2f}, top-latent VAE {va['nll']:.2f} ± {va['nll_stderr']:.2f}: "
+                f"{better('nll')} is lower; FID_MNIST LVAE {lv['fid_mnist']:.1f}, VAE {va['fid_mnist']:.1f}: {better('fid_mnist')} is lower"]
 
 
 def factor_section(results_dir: Path = RESULTS) -> str:
