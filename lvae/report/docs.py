@@ -17,7 +17,7 @@ from typing import Any
 
 from lvae.checkpoint import CheckpointError
 from lvae.experiments import claims, paper
-from lvae.experiments.effects import known_effect, verdict
+from lvae.experiments.effects import MIN_SEEDS, NO_DIFFERENCE, REPRODUCED, REVERSED, known_effect, seed_effect, verdict
 from lvae.results import FASHION, HEADLINE, RESULT, RESULTS, trained_epochs
 from lvae.results import load_rows as load_json_rows
 from lvae.runfiles import read_json, reading
@@ -93,8 +93,27 @@ def ablation_table(abl: dict[str, Any]) -> str:
         spent = (f"{t['cpu_seconds_budget']:g} s | {', '.join(map(str, t['epochs_reached']))}" if equal_cpu else
                  f"{t['epochs']} | {t['train_seconds'] / 60:.1f} min")
         lines.append(f"| `{r['name']}` | {r['what']} | {spent} | {r['elbo']:.2f} | {r['nll']:.2f} ± {r['nll_stderr']:.2f} | {r['iw_samples']} "
-                     f"| {' / '.join(map(str, r['active_units']))} | {r.get('verdict', '')} |")
+                     f"| {' / '.join(map(str, r['active_units']))} | {ablation_verdict(abl, r)} |")
     return "\n".join(lines)
+
+
+def ablation_verdict(abl: dict[str, Any], r: dict[str, Any]) -> str:
+    """An arm's kept / dropped verdict, recomputed here from the per-seed NLLs of the arm and the row it is compared with
+    (the mean per-seed difference with its t-interval over seeds, df = S - 1: the two-level interval of
+    lvae/experiments/effects.py, no verdict below its minimum of seeds). The verdict string stored in the JSON was computed
+    with the interval of its day and is shown only where there is nothing to recompute from (marked "stored")."""
+    rows = {x["name"]: x for x in abl["rows"]}
+    ref = rows.get(r.get("against") or "baseline")
+    if ref is None or ref is r or "seeds" not in r or "seeds" not in ref:
+        return f"{r['verdict']} (stored)" if r.get("verdict") else ""
+    mine, theirs = ({s["seed"]: s["nll"] for s in row["seeds"]} for row in (r, ref))
+    diffs = [mine[s] - theirs[s] for s in sorted(set(mine) & set(theirs))]
+    if len(diffs) < 2:
+        return f"{r['verdict']} (stored)" if r.get("verdict") else ""
+    e = seed_effect(diffs)
+    v = verdict(e, claimed_sign=-1, min_seeds=MIN_SEEDS)
+    word = {REPRODUCED: "kept", REVERSED: "dropped", NO_DIFFERENCE: "no clear effect"}.get(v, v)
+    return f"{word}: {e.mean:+.2f} [{e.low:+.2f}, {e.high:+.2f}] against `{ref['name']}` ({len(diffs)} seeds)"
 
 def hardware_phrase(hw: dict[str, Any]) -> str:
     """What a JSON's `hardware` record says, in words: CPU model, cores, threads, torch, GPU."""
