@@ -46,14 +46,17 @@ test-fast: setup
 clean-venv:
 	rm -rf .venv
 
-# Speed as a fraction of this machine's measured fp32 matmul peak; `make bench BENCH_ARGS=--json` for JSON.
+# Speed as a fraction of this machine's measured matmul peak of each workload's precision (fp32, bf16), the CPU and its
+# bf16 flags, and where a training step's time goes; `make bench BENCH_ARGS="--save results/bench.json"` to keep it,
+# BENCH_ARGS=--compile for the compiled forms.
 bench: setup
 	$(PY) -m lvae.speed.bench $(BENCH_ARGS)
 
-# A speed change's before/after in one run: this tree against BEFORE (a git revision), workload by workload, on an idle machine.
+# A speed change's before/after in one run: this tree against BEFORE (a git revision), workload by workload, and the whole
+# `train --config paper --epochs 3` command, on an idle machine. Issue 30's four ratios: BENCH_COMPARE_ARGS=--compile.
 BEFORE ?= HEAD~1
 bench-compare: setup
-	$(PY) -m lvae.speed.bench_compare $(BEFORE) --save results/bench-compare.json
+	$(PY) -m lvae.speed.bench_compare $(BEFORE) --save results/bench-compare.json $(BENCH_COMPARE_ARGS)
 
 # The paper's MNIST experiments (depth sweep x 3 seeds + the 300-epoch 5-layer pair x 3 seeds) into results/paper/*.json;
 # many hours on 2 CPU cores, so it skips finished runs and resumes unfinished ones: run it again until it says 0 to run.

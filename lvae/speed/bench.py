@@ -1,14 +1,18 @@
-"""`make bench`: how fast training and evaluation run, as a fraction of this machine's peak.
+"""`make bench`: how fast training and evaluation run, as a fraction of what this machine's matmul units can do.
 
-    python -m lvae.speed.bench [--json] [--save results/bench.json] [--steps N] [--threads 1 2]
+    python -m lvae.speed.bench [--json] [--save results/bench.json] [--steps N] [--threads 1 2] [--compile]
 
-Every workload is measured once per thread count (default: 1 and every core), side by
-side, against the peak measured in the same run with the same thread count: the best of
-several large fp32 matmuls (torch.mm, 2048 x 2048). FLOPs are counted by
-`torch.utils.flop_counter.FlopCounterMode` on one real step (matmuls and convolutions,
-forward and backward; element-wise work is not counted, so the ratio is a lower bound
-on how busy the cores are). Each workload runs in its own process, so its peak resident
-memory (ru_maxrss) is its own.
+Every workload (lvae.speed.workload) is measured once per thread count (default: 1 and every
+core), side by side, against the peak measured in the same run with the same thread count: the best
+of several large matmuls (torch.mm, 2048 x 2048), in fp32 and in bf16. A workload is judged against
+the peak of the precision its matmuls run in (`paper-best` autocasts to bf16: the bf16 peak, many
+times the fp32 one on a chip with AMX). FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode`
+on one real step (matmuls and convolutions, forward and backward; element-wise work is not counted,
+so the ratio is a lower bound on how busy the cores are). Each workload runs in its own process, so
+its peak resident memory (ru_maxrss) is its own. Each training workload also says where its step's
+time goes (lvae.speed.breakdown), and the run names the CPU and its bf16 flags (lvae.speed.machine).
+With `--compile` every workload runs torch.compile'd; its first call, which pays for compiling, is
+recorded beside the steady rate.
 """
 
 from __future__ import annotations
@@ -16,23 +20,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-# name -> goal as a fraction of peak (from the issue); None: reported, no goal
-WORKLOADS: dict[str, float | None] = {"train-seed": 0.5, "train-paper": 0.6, "iw-eval-paper": 0.7, "iw-eval-seed": None}
+from lvae.speed import machine
+from lvae.speed.breakdown import CATEGORIES
+from lvae.speed.workload import WORKLOADS as WORKLOAD_SPECS
+from lvae.speed.workload import count_flops, iw_pass, run_by_path, time_it, training_step  # noqa: F401 (the bench's API)
+
+# name -> goal as a fraction of the peak of its precision (from the issues); None: reported, no goal
+WORKLOADS: dict[str, float | None] = {name: goal for name, (_, _, goal) in WORKLOAD_SPECS.items()}
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-    """Best fp32 GFLOP/s of an n x n matmul: the yardstick."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    """Best GFLOP/s of an n x n matmul in `dtype`: the yardstick."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
@@ -42,131 +48,51 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def count_flops(fn: Callable[[], Any]) -> int:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
+def peaks() -> dict[str, float]:
+    """The best of two `matmul_peak`s in each precision, with the current thread count."""
+    return {name: max(matmul_peak(dtype=dtype) for _ in range(2)) for name, dtype in PRECISIONS.items()}
 
 
-def time_it(fn: Callable[[], Any], steps: int, warmup: int = 3) -> float:
-    """Best seconds per call over `steps` calls after `warmup` calls.
-
-    The best, like the matmul peak, because on a shared machine every other statistic
-    measures the neighbours: the fastest call is the one least disturbed.
-    """
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+def judged(row: dict[str, Any], peak: dict[str, float], goal: float | None) -> dict[str, Any]:
+    """`row` with its fraction of the peak of its precision, its goal and whether it met it."""
+    ratio = row["gflops"] / peak[row.get("precision", "fp32")]
+    return {**row, "ratio": ratio, "goal": goal, "met": None if goal is None else ratio >= goal}
 
 
-def training_step(config_name: str) -> tuple[Callable[[], Any], int]:
-    """One optimiser step of the named config at its batch size; returns (step, images per step)."""
-    from lvae.config import named_config
-    from lvae.data import binarize
-    from lvae.losses import compute_loss
-    from lvae.model import build_model, use_fast_layout
-    from lvae.training import make_optimizer
-
-    cfg = named_config(config_name)
-    model = use_fast_layout(build_model(cfg.model_kind, cfg.model).train(), torch.device("cpu"))
-    opt = make_optimizer(model.parameters(), cfg.train.lr, torch.device("cpu"))
-    x = torch.rand(cfg.train.batch_size, *cfg.model.image_shape)
-    if cfg.model.likelihood == "bernoulli":
-        x = binarize(x)
-
-    def step() -> None:
-        terms = compute_loss(model(x), x, cfg.model.likelihood, 1.0, cfg.objective.kl_mode, cfg.objective.free_bits, cfg.model.output_variance)
-        opt.zero_grad(set_to_none=True)
-        terms.loss.backward()
-        opt.step()
-
-    return step, cfg.train.batch_size
-
-
-def iw_pass(config_name: str, k: int = 1000, images: int = 4) -> tuple[Callable[[], Any], int]:
-    """Importance weights for `images` images with K samples each; returns (pass, samples per pass)."""
-    from lvae.config import named_config
-    from lvae.evaluation import importance_log_weights
-    from lvae.fusion import folded_for_inference
-    from lvae.model import build_model
-
-    cfg = named_config(config_name)
-    model = folded_for_inference(build_model(cfg.model_kind, cfg.model))  # as iw_log_likelihood scores
-    x = torch.bernoulli(torch.rand(images, *cfg.model.image_shape))
-    return (lambda: importance_log_weights(model, x, k, cfg.model.likelihood)), k * images
-
-
-def run_one(name: str, steps: int) -> dict[str, Any]:
-    if name.startswith("train-"):
-        fn, images = training_step(name.removeprefix("train-"))
-        what = "per step"
-    else:
-        fn, images = iw_pass(name.removeprefix("iw-eval-"))
-        what = "per 4 images x K=1000"
-    flops = count_flops(fn)
-    seconds = time_it(fn, steps)
-    unit = "images/s" if name.startswith("train-") else "importance samples/s"
-    row = {"name": name, "throughput": images / seconds, "unit": unit, "time_s": seconds, "time_what": what,
-           "gflops": flops / seconds / 1e9, "flops_per_call": flops,
-           "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    if name.startswith("train-"):
-        row["epoch_s"] = 60000 / row["throughput"]
-        row["time_what"] += f" (epoch ≈ {row['epoch_s']:.1f} s)"
-    return row
-
-
-def bench_module(tree: Path | None) -> str:
-    """This module's name in `tree`: revisions from before the speed tools had a folder of their own kept it at lvae.bench."""
-    return "lvae.bench" if tree is not None and (Path(tree) / "lvae" / "bench.py").is_file() else "lvae.speed.bench"
-
-
-def run_in_own_process(name: str, steps: int, threads: int, tree: Path | None = None) -> dict[str, Any]:
-    """One workload's row, measured by `python -m lvae.speed.bench --one NAME` in a fresh process (its own peak
-    memory); `tree`: the source tree whose `lvae` runs (`python -m` imports from the working directory first)."""
-    module = bench_module(tree)
-    proc = subprocess.run([sys.executable, "-m", module, "--one", name, "--steps", str(steps), "--threads", str(threads)],
-                          cwd=tree, capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(f"error: `python -m {module} --one {name}` failed in {tree or Path.cwd()}:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout)
-
-
-def bench_threads(steps: int, threads: int) -> dict[str, Any]:
-    """Every workload with `threads` threads, each in its own process, against the peak of as many threads."""
+def bench_threads(steps: int, threads: int, compile: bool = False) -> dict[str, Any]:
+    """Every workload with `threads` threads, each in its own process, against the peaks of as many threads."""
     torch.set_num_threads(threads)
-    peak = max(matmul_peak() for _ in range(2))
-    rows = []
-    for name, goal in WORKLOADS.items():
-        row = run_in_own_process(name, steps, threads)
-        row.update(ratio=row["gflops"] / peak, goal=goal, met=None if goal is None else row["gflops"] / peak >= goal)
-        rows.append(row)
-    peak_after = matmul_peak()  # if this differs much from `peak`, something else was using the CPU
-    return {"threads": threads, "peak_gflops": peak, "peak_gflops_after": peak_after, "rows": rows}
+    peak = peaks()
+    rows = [judged(run_by_path(name, steps, threads, compile=compile, breakdown=name.startswith("train-")), peak, goal)
+            for name, goal in WORKLOADS.items()]
+    peak_after = matmul_peak()  # if this differs much from the fp32 peak, something else was using the CPU
+    return {"threads": threads, "peak_gflops": peak["fp32"], "peak_gflops_bf16": peak["bf16"], "peak_gflops_after": peak_after,
+            "rows": rows}
 
 
-def bench(steps: int, threads: list[int]) -> dict[str, Any]:
+def bench(steps: int, threads: list[int], compile: bool = False) -> dict[str, Any]:
     from lvae.evaluation import hardware
 
-    runs = [bench_threads(steps, n) for n in threads]
+    runs = [bench_threads(steps, n, compile) for n in threads]
     faster = {row["name"]: max(runs, key=lambda r: next(x["throughput"] for x in r["rows"] if x["name"] == row["name"]))["threads"]
               for row in runs[0]["rows"]}
-    return {"hardware": hardware(), "runs": runs, "faster_threads": faster}
+    return {"hardware": hardware(), "cpu": machine.cpu(), "compile": compile, "runs": runs, "faster_threads": faster}
 
 
 def bench_table(b: dict[str, Any]) -> str:
-    """`make bench` as a table: each thread count's throughput and its fraction of the peak it measured."""
+    """`make bench` as a table: each thread count's throughput and its fraction of the peak of its precision,
+    then each training step's breakdown."""
     if "runs" not in b:  # a bench from before thread counts were compared
         return single_bench_table(b)
     runs = b["runs"]
     peaks = ", ".join(f"{r['peak_gflops']:.1f} GFLOP/s with {r['threads']} thread(s)" for r in runs)
+    chip = machine.describe(b["cpu"]) if "cpu" in b else b["hardware"]["cpu"]
+    bf16 = ("; bf16 matmul peak: **" + ", ".join(f"{r['peak_gflops_bf16']:.1f} GFLOP/s with {r['threads']} thread(s)" for r in runs)
+            + "**. A workload's fraction is of the peak of its precision (bf16 rows: the bf16 peak)") if "peak_gflops_bf16" in runs[0] else ""
+    compiled = " Every workload ran torch.compile'd (`--compile`)." if b.get("compile") else ""
     head = "| workload | " + " | ".join(f"{r['threads']} thread(s) | of peak" for r in runs) + " | goal | faster |"
-    lines = [f"Measured fp32 matmul peak ({b['hardware']['cpu']}): **{peaks}**. Each workload runs in its own process, "
-             "once per thread count; its fraction is of the peak with the same threads.", "", head,
+    lines = [f"Measured fp32 matmul peak ({chip}): **{peaks}**{bf16}. Each workload runs in its own process, "
+             f"once per thread count; its fraction is of the peak with the same threads.{compiled}", "", head,
              "|---|" + "---|---|" * len(runs) + "---|---|"]
     for i, row in enumerate(runs[0]["rows"]):
         cells = []
@@ -175,14 +101,29 @@ def bench_table(b: dict[str, Any]) -> str:
             rate, unit = _throughput(x)
             cells.append(f"{rate:.0f} {unit} | {100 * x['ratio']:.0f} %")
         goal = f"≥ {100 * row['goal']:.0f} %" if row.get("goal") else ""
-        lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {goal} | {b['faster_threads'][row['name']]} thread(s) |")
+        name = row["name"] + (f" ({row['precision']})" if row.get("precision", "fp32") != "fp32" else "")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {goal} | {b['faster_threads'][row['name']]} thread(s) |")
     cores = b["hardware"]["cores"]
     slower = sorted(name for name, n in b["faster_threads"].items() if n != cores)
     lines += ["", f"Every command uses torch's default thread count, one per core ({cores} here): "
               + ("not measured in this run." if cores not in [r["threads"] for r in runs] else
                  "the faster column for every workload on this machine." if not slower else
                  f"**slower here for {', '.join(slower)}**; set `OMP_NUM_THREADS` to the faster count for those.")]
-    return "\n".join(lines)
+    return "\n".join(lines + breakdown_table(runs))
+
+
+def breakdown_table(runs: list[dict[str, Any]]) -> list[str]:
+    """Lines of a table: where each training step's time went, per thread count (none for benches without)."""
+    rows = [(r["threads"], x) for r in runs for x in r["rows"] if "breakdown" in x]
+    if not rows:
+        return []
+    lines = ["", "Where one training step's time goes (torch.profiler, ms per step and share; lvae.speed.breakdown):", "",
+             "| workload | threads | " + " | ".join(CATEGORIES) + " | step |", "|---|---|" + "---|" * (len(CATEGORIES) + 1)]
+    for threads, x in rows:
+        d = x["breakdown"]
+        cells = [f"{1000 * d[c]:.1f} ({100 * d[c] / d['total']:.0f} %)" for c in CATEGORIES]
+        lines.append(f"| {x['name']} | {threads} | " + " | ".join(cells) + f" | {1000 * d['total']:.1f} |")
+    return lines
 
 
 def single_bench_table(b: dict[str, Any]) -> str:
@@ -211,24 +152,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save", help="also write the JSON to this file (e.g. results/bench.json)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, nargs="+", help="thread counts to compare (default: 1 and every core)")
-    ap.add_argument("--one", choices=sorted(WORKLOADS), help=argparse.SUPPRESS)
+    ap.add_argument("--compile", action="store_true", help="every workload torch.compile'd (lvae.compiling)")
     a = ap.parse_args(argv)
-    if a.one:
-        torch.set_num_threads(a.threads[0] if a.threads else torch.get_num_threads())
-        print(json.dumps(run_one(a.one, a.steps)))
-        return 0
     cores = os.cpu_count() or 1
-    result = bench(a.steps, a.threads or sorted({1, cores}))
+    result = bench(a.steps, a.threads or sorted({1, cores}), a.compile)
     if a.save:
         with open(a.save, "w") as f:
             f.write(json.dumps(result, indent=1) + "\n")
     if a.json:
         print(json.dumps(result))
     else:
-
         print(bench_table(result))
         for r in result["runs"]:
-            print(f"(matmul peak with {r['threads']} thread(s) re-measured after the workloads: {r['peak_gflops_after']:.1f} GFLOP/s)")
+            print(f"(fp32 matmul peak with {r['threads']} thread(s) re-measured after the workloads: {r['peak_gflops_after']:.1f} GFLOP/s)")
     return 0
 
 
