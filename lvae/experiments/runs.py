@@ -102,10 +102,13 @@ def headline_config(model_kind: str, b: Budget) -> RunConfig:
 HEADLINE = {"LVAE": "seed-lvae", "top-latent VAE": "seed-vae"}
 
 
-def warmup_base(b: Budget) -> RunConfig:
+def warmup_base(b: Budget, first_setup: bool = True) -> RunConfig:
     """The warm-up study's model: the paper's five-layer ladder, on a subset, one checkpoint per epoch, in the
-    first setup (docs/fidelity.md), where the study's committed summaries and notebook 03's account of them were made."""
-    cfg = with_first_setup(paper_config())
+    first setup (docs/fidelity.md), where the study's committed summaries and notebook 03's account of them were made;
+    `first_setup=False`: today's `paper` setup (the paper code's choices) at the same size."""
+    cfg = paper_config()
+    if first_setup:
+        with_first_setup(cfg)
     cfg.name = "warmup"
     cfg.train.limit, cfg.train.epochs = b.warmup_limit, b.warmup_epochs
     cfg.train.checkpoint_every = iterations_per_epoch(cfg)
@@ -142,6 +145,13 @@ def warmup_study(b: Budget) -> dict[str, RunConfig]:
         "per epoch": ("warmup-epoch", warmup_schedule("linear_epoch", 0.0, 1.0, b.warmup_length, ipe)),
     }
     return {label: with_beta(base, sched, name) for label, (name, sched) in schedules.items()}
+
+
+def todays_warmup(b: Budget) -> RunConfig:
+    """The study's "per epoch" run on today's `paper` setup: the same size and β, the paper code's choices."""
+    base = warmup_base(b, first_setup=False)
+    return with_beta(base, warmup_schedule("linear_epoch", 0.0, 1.0, b.warmup_length, iterations_per_epoch(base)),
+                     "warmup-epoch-paper")
 
 
 # ----------------------------------------------------------------------------- training what is missing
@@ -472,6 +482,12 @@ class Results:
     @cached_property
     def warmup_summaries(self) -> dict[str, RunSummary]:
         return {label: self.summary(cfg, cfg.name) for label, cfg in warmup_study(self.budget).items()}
+
+    @cached_property
+    def todays_warmup(self) -> RunSummary:
+        """The study's "per epoch" run trained on today's `paper` setup (`todays_warmup`), trained on first use."""
+        cfg = todays_warmup(self.budget)
+        return self.summary(cfg, cfg.name)
 
     def live_warmup(self, schedule: BetaSchedule) -> RunSummary:
         """A short run of the warm-up study's model with any schedule: what the notebook's button trains."""
