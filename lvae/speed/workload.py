@@ -18,6 +18,7 @@ there is one, is paid there), then the best of `--steps` calls.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -100,10 +101,10 @@ def training_step(config_name: str, compile: bool = False, batches: int = 4) -> 
     cfg.train.compile = compile
     b = cfg.train.batch_size
     split = synthetic_split(b * batches, seed=0)
-    run_dir = tempfile.TemporaryDirectory(prefix="lvae-workload-")  # removed when the step is
+    run_dir = tempfile.TemporaryDirectory(prefix="lvae-workload-")  # the step holds it; removed with the step
     trainer = Trainer(cfg, Path(run_dir.name), split, split, progress=False)
     order = torch.randperm(len(split.images), generator=torch.Generator().manual_seed(0))
-    calls = iter(range(10**9))
+    calls = itertools.count()
 
     def step(_run_dir=run_dir) -> None:
         i = next(calls) % batches
