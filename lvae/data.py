@@ -244,6 +244,16 @@ def fixed_binarization(x: Tensor, seed: int = 0) -> Tensor:
     return torch.bernoulli(x, generator=torch.Generator().manual_seed(seed))
 
 
+def model_inputs(x: Tensor, likelihood: str, generator: torch.Generator | None) -> Tensor:
+    """What the model sees for a training batch: fresh binarization for Bernoulli models."""
+    return binarize(x, generator) if likelihood == "bernoulli" else x
+
+
+def evaluation_inputs(split: Split, likelihood: str) -> Tensor:
+    """The fixed test view: one seeded binarization for Bernoulli, else the raw intensities."""
+    return fixed_binarization(split.images, seed=0) if likelihood == "bernoulli" else split.images
+
+
 def synthetic_split(n: int = 256, seed: int = 0) -> Split:
     """Digit-like blobs for tests: bright strokes on a dark 28x28 background, 10 classes."""
     g = torch.Generator().manual_seed(seed)

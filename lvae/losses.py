@@ -14,12 +14,15 @@ Bounds (`ObjectiveConfig.bound`)
 - "iw": the importance-weighted bound L_K of Burda et al. (2016) on K draws per image,
   L_K = log (1/K) sum_k exp(a_k) with the log-weights a_k of `log_weights`; L_1 is the
   ELBO (with the one-sample KL estimate), and L_K rises towards log p(x) with K.
+
+`split_elbo` averages the ELBO's terms over a whole split (training's test pass, `lvae.evaluation`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -27,7 +30,7 @@ from torch import Tensor
 from lvae.config import ObjectiveConfig
 from lvae.elementwise import log_sigmoid
 from lvae.latents import LOG_2PI, gaussian_kl
-from lvae.model import LatentSample, ModelOutput
+from lvae.model import HierarchicalModel, LatentSample, ModelOutput
 
 
 def bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
@@ -172,3 +175,28 @@ def objective_loss(out: ModelOutput, x: Tensor, likelihood: str, beta: float, ob
     if objective.bound == "iw":
         return iw_loss(out, x, likelihood, beta, output_variance)
     return compute_loss(out, x, likelihood, beta, objective.kl_mode, objective.free_bits, output_variance)
+
+
+@torch.no_grad()
+def split_elbo(model: HierarchicalModel, x_all: Tensor, likelihood: str, output_variance: float = 0.5,
+               batch_size: int = 1000) -> dict[str, Any]:
+    """ELBO terms (paper KL, beta = 1) averaged over a whole split, in nats per image.
+
+    `kl` is per stochastic layer (bottom first); `kl_units` the same KL unit by unit
+    (flattened), which shows where units switch off.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    recon, units, n = 0.0, None, 0
+    for i in range(0, len(x_all), batch_size):
+        x = x_all[i : i + batch_size].to(device)
+        out = model(x)
+        recon += -log_likelihood(out.x_logits, x, likelihood, output_variance).sum().item()
+        per_unit = [kl_per_unit(layer).flatten(1).sum(0).double().cpu() for layer in out.latents]
+        units = per_unit if units is None else [a + b for a, b in zip(units, per_unit)]
+        n += len(x)
+    model.train(was_training)
+    kl_units = [(u / n).tolist() for u in units]
+    kl = [sum(u) for u in kl_units]
+    return {"elbo": -(recon / n + sum(kl)), "recon": recon / n, "kl": kl, "kl_units": kl_units}
