@@ -8,10 +8,8 @@ from lvae.config import (
     ObjectiveConfig,
     RunConfig,
     TrainConfig,
-    named_config,
-    paper_config,
-    seed_config,
 )
+from lvae.recipes import named_config, paper_config, seed_config
 from lvae.latents import Gaussian, gaussian_kl, merge_gaussians
 from lvae.model import HierarchicalModel, HierarchicalVAE, LadderVAE, ModelOutput, TopLatentVAE, build_model
 

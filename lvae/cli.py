@@ -17,10 +17,12 @@ from pathlib import Path
 import torch
 
 from lvae import checkpoint as ckpt
-from lvae.config import (AMP_MODES, BOUNDS, DATASETS, KL_MODES, LADDER_INFERENCES, LADDER_ONLY_FIELDS, LADDER_UPS, LR_SCHEDULES,
-                         MODEL_KINDS, NAMED_CONFIGS, SCHEDULE_KINDS, ConfigError, RunConfig, named_config, parse_setting, validate)
+from lvae.config import DATASETS, WARMUP_FLAGS, ConfigError, RunConfig
 from lvae.data import DataError, default_root, fetch, load_split
+from lvae.recipes import NAMED_CONFIGS, named_config
 from lvae.runlock import EXIT_LOCKED, RunLocked, run_lock
+from lvae.runstate import RESUMABLE_FIELDS
+from lvae.settings import LADDER_ONLY_FIELDS, config_flags, parse_setting, put, validate
 
 RUN_FILES = ("config.json", "history.jsonl", "epochs.jsonl", ckpt.LATEST)
 
@@ -28,48 +30,27 @@ RUN_FILES = ("config.json", "history.jsonl", "epochs.jsonl", ckpt.LATEST)
 # ----------------------------------------------------------------------------- train
 
 
+def dest(flag: str) -> str:
+    """The argparse attribute of a flag: `--batch-size` -> batch_size."""
+    return flag.lstrip("-").replace("-", "_")
+
+
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", choices=sorted(NAMED_CONFIGS), help="named configuration (default seed)")
-    p.add_argument("--model", choices=MODEL_KINDS,
-                   help="lvae: the ladder (default); hvae: the paper's hierarchical VAE, same stochastic layers inferred "
-                        "bottom-up; top-vae: one latent at the top of the same trunks")
+    p.add_argument("--config", choices=sorted(NAMED_CONFIGS), help="named recipe (lvae.recipes; default seed)")
     p.add_argument("--depth", type=int, help="keep the bottom N rungs of the config (the paper's depth sweep)")
-    p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, help="batch norm in every block (paper: on)")
-    p.add_argument("--beta-schedule", choices=SCHEDULE_KINDS, help="KL warm-up shape; constant: beta = --beta-end throughout")
-    p.add_argument("--data", choices=DATASETS, help="dataset (default mnist)")
-    p.add_argument("--data-root", type=Path, help="data cache (default $LVAE_DATA or ./data)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="constant (default) or cosine annealing to --lr-min")
-    p.add_argument("--lr-min", type=float, help="final learning rate of the cosine schedule (default 0)")
-    p.add_argument("--warmup", type=int, help="length of the KL warm-up (iterations or epochs, as the config's schedule counts)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="cpu or cuda[:N]")
-    p.add_argument("--limit", type=int, help="train on the first N images only")
-    p.add_argument("--kl-mode", choices=KL_MODES, help="paper: a true ELBO; seed: the original author's variant")
-    p.add_argument("--free-bits", type=float, help="nats per layer below which KL is not penalised")
-    p.add_argument("--objective", choices=BOUNDS,
-                   help="elbo (default), or iw: the importance-weighted bound on --iw-train draws per image (Burda et al., 2016)")
-    p.add_argument("--iw-train", type=int, metavar="K", help="importance samples per image for --objective iw (the paper's fine-tuning: 10)")
-    p.add_argument("--beta-end", type=float, help="final KL weight of the warm-up")
-    p.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
-    p.add_argument("--ladder-up", choices=LADDER_UPS, help="ladder: up_k reads the rung below's features or its encoder mean (paper code: mean)")
-    p.add_argument("--ladder-inference", choices=LADDER_INFERENCES,
-                   help="ladder: merge q_hat with the prior itself (shared) or with an inference top-down path of its own (paper code: separate)")
+    for s in config_flags():  # every setting's flag, declared once beside its field in lvae.config
+        kind = (dict(action=argparse.BooleanOptionalAction) if s.kind is bool else dict(choices=s.choices) if s.choices
+                else dict(type=int, nargs="+") if s.kind == tuple[int, ...] else dict(type=s.kind))
+        p.add_argument(s.meta["flag"], help=s.meta.get("help"), metavar=s.meta.get("metavar"), **kind)
+    warmup = p.add_mutually_exclusive_group()
+    for flag, kind in WARMUP_FLAGS.items():
+        warmup.add_argument(flag, type=int, metavar="N", help=f"length of the KL warm-up, counted in {flag.split('-')[-1]} "
+                                                              f"(a {kind} beta schedule)")
+    warmup.add_argument("--warmup", type=int, metavar="N", help="old spelling: counts what the config's beta schedule counts")
     p.add_argument("--set", action="append", default=None, metavar="FIELD=VALUE",
                    help="set any config field, typed as the field is (e.g. --set model.var_floor=1e-4 --set train.grad_clip=none); "
                         "applied after the other flags")
-    p.add_argument("--keep-epochs", type=int, nargs="+", metavar="N",
-                   help="keep the weights at the end of these epochs as RUN/epoch-NNNN.pt (score them with evaluate --epoch N)")
-    p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints")
-    p.add_argument("--test-every", type=int, metavar="N",
-                   help="test ELBO every N epochs (and at kept epochs and the last); training is the same whatever N (default 1)")
-    p.add_argument("--keep-checkpoints", type=int, help="numbered checkpoints to keep (default 2)")
-    p.add_argument("--amp", choices=AMP_MODES, help="bf16: autocast the model's forward pass to bfloat16 (default off)")
-    p.add_argument("--ema-decay", type=float, metavar="D",
-                   help="evaluate and save an exponential moving average of the weights, decay D per step (e.g. 0.999; default off)")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model (default off)")
+    p.add_argument("--data-root", type=Path, help="data cache (default $LVAE_DATA or ./data)")
     p.add_argument("--out", type=Path, help="run folder")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
     p.add_argument("--finetune", type=Path, metavar="FROM_RUN",
@@ -87,58 +68,54 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
 
 
 def apply_flags(cfg: RunConfig, a: argparse.Namespace) -> RunConfig:
-    """`cfg` with every flag that was given set on it."""
-    overrides = {
-        ("train", "epochs"): a.epochs, ("train", "batch_size"): a.batch_size, ("train", "lr"): a.lr,
-        ("train", "lr_schedule"): a.lr_schedule, ("train", "lr_min"): a.lr_min,
-        ("train", "seed"): a.seed, ("train", "device"): a.device, ("train", "limit"): a.limit,
-        ("train", "dataset"): a.data, ("train", "grad_clip"): a.grad_clip,
-        ("train", "checkpoint_every"): a.checkpoint_every, ("train", "test_every"): a.test_every, ("train", "keep_checkpoints"): a.keep_checkpoints,
-        ("train", "amp"): a.amp, ("train", "compile"): a.compile, ("train", "ema_decay"): a.ema_decay,
-        ("train", "keep_epochs"): tuple(a.keep_epochs) if a.keep_epochs else None,
-        ("model", "ladder_up"): a.ladder_up, ("model", "ladder_inference"): a.ladder_inference,
-        ("objective", "kl_mode"): a.kl_mode, ("objective", "free_bits"): a.free_bits,
-        ("objective", "bound"): a.objective, ("objective", "iw_samples"): a.iw_train,
-    }
-    for (section, key), value in overrides.items():
+    """`cfg` with every flag that was given set on it, then the `--set` settings; a setting the model does not read is refused."""
+    for s in config_flags():
+        value = getattr(a, dest(s.meta["flag"]), None)
         if value is not None:
-            setattr(getattr(cfg, section), key, value)
-    if a.beta_schedule is not None:
-        cfg.objective.beta.kind = a.beta_schedule
-    if a.beta_end is not None:
-        cfg.objective.beta.end = a.beta_end
-    if a.batch_norm is not None:
-        cfg.model.batch_norm = a.batch_norm
+            put(cfg, s.path, tuple(value) if s.kind == tuple[int, ...] else value)
     if a.depth is not None:
         if not 1 <= a.depth <= cfg.model.depth:
             raise ConfigError(f"--depth must be between 1 and {cfg.model.depth} (the {cfg.name} config's rungs), got {a.depth}")
         cfg.model.layers = cfg.model.layers[: a.depth]
-    if a.warmup is not None:
-        cfg.objective.beta.steps = a.warmup
+    apply_warmup(cfg, a)
     if a.model:
-        cfg.model_kind = a.model
         cfg.name = f"{cfg.name}-{a.model}"
     settings = dict(parse_setting(cfg, text) for text in getattr(a, "set", None) or ())
-    given = [f"--{f.split('.')[1].replace('_', '-')}" for f in LADDER_ONLY_FIELDS if getattr(a, f.split(".")[1], None) is not None]
+    for path, value in settings.items():
+        put(cfg, path, value)
+    given = [s.meta["flag"] for s in config_flags() if s.path in LADDER_ONLY_FIELDS and getattr(a, dest(s.meta["flag"])) is not None]
     given += [f"--set {f}" for f in LADDER_ONLY_FIELDS if f in settings]
     if given and cfg.model_kind != "lvae":
         raise ConfigError(f"{', '.join(given)} set(s) the ladder's inference, which a {cfg.model_kind!r} model does not have: "
                           f"drop it or use --model lvae")
-    for path, value in settings.items():
-        *parents, leaf = path.split(".")
-        obj = cfg
-        for part in parents:
-            obj = getattr(obj, part)
-        setattr(obj, leaf, value)
     return cfg
 
 
-# A resumed run keeps its config.json; these flags may still change (lvae.training.RESUMABLE_FIELDS).
-RESUME_FLAGS = ("epochs", "lr", "grad_clip", "checkpoint_every", "test_every", "keep_checkpoints", "device", "amp", "compile", "keep_epochs")
-FIXED_ON_RESUME = ("config", "model", "depth", "ladder_up", "ladder_inference", "batch_norm", "beta_schedule", "data", "batch_size", "lr_schedule", "lr_min", "warmup", "seed", "limit",
-                   "kl_mode", "free_bits", "beta_end", "objective", "iw_train", "ema_decay", "out", "overwrite", "finetune", "set")
+def apply_warmup(cfg: RunConfig, a: argparse.Namespace) -> None:
+    """--warmup-iterations N / --warmup-epochs N: a warm-up N of that unit long. The old --warmup N counts what the
+    config's schedule counts (iterations for seed, epochs for paper) and says so on stderr."""
+    beta = cfg.objective.beta
+    for flag, kind in WARMUP_FLAGS.items():
+        n = getattr(a, dest(flag), None)
+        if n is not None:
+            if a.beta_schedule not in (None, kind):
+                raise ConfigError(f"{flag} makes the warm-up {kind}, and --beta-schedule {a.beta_schedule} asks for another: drop one")
+            beta.kind, beta.steps = kind, n
+    if getattr(a, "warmup", None) is not None:
+        unit = next((flag for flag, kind in WARMUP_FLAGS.items() if kind == beta.kind), None)
+        if unit is None:
+            raise ConfigError(f"--warmup sets the length of a warm-up, and this run's beta is {beta.kind}: drop it")
+        print(f"note: --warmup is {unit} with the {beta.kind} warm-up of this config; write {unit} {a.warmup}", file=sys.stderr)
+        beta.steps = a.warmup
+
+
+# A resumed run keeps its config.json; the flags of lvae.runstate.RESUMABLE_FIELDS may still change.
+RESUME_FLAGS = tuple(dest(s.meta["flag"]) for s in config_flags() if s.path in RESUMABLE_FIELDS)
+FIXED_ON_RESUME = ("config", "depth", *(dest(s.meta["flag"]) for s in config_flags() if s.path not in RESUMABLE_FIELDS),
+                   *map(dest, WARMUP_FLAGS), "warmup", "out", "overwrite", "finetune", "set")
 # A fine-tuning run keeps its source's model and data: the weights must fit, and they were learnt there.
-FIXED_ON_FINETUNE = ("config", "model", "depth", "ladder_up", "ladder_inference", "batch_norm", "data", "limit", "set")
+FIXED_ON_FINETUNE = ("config", "depth", *(dest(s.meta["flag"]) for s in config_flags()
+                                          if s.path.split(".")[0] in ("model_kind", "model") or s.path in ("train.dataset", "train.limit")), "set")
 
 
 def flag(name: str) -> str:
@@ -152,9 +129,10 @@ def resumed_config(a: argparse.Namespace) -> RunConfig:
         raise ConfigError(f"{', '.join(fixed)} cannot be used with --resume ({a.resume / 'config.json'} fixes the run); "
                           f"a resumed run may change only {', '.join(flag(n) for n in RESUME_FLAGS)}")
     cfg = ckpt.load_config(a.resume / "config.json")
-    for name in RESUME_FLAGS:
-        if getattr(a, name) is not None:
-            setattr(cfg.train, name, tuple(getattr(a, name)) if name == "keep_epochs" else getattr(a, name))
+    for s in config_flags():
+        if s.path in RESUMABLE_FIELDS and getattr(a, dest(s.meta["flag"])) is not None:
+            value = getattr(a, dest(s.meta["flag"]))
+            put(cfg, s.path, tuple(value) if s.kind == tuple[int, ...] else value)
     return cfg
 
 

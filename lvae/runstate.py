@@ -46,8 +46,9 @@ from typing import Any, Iterator
 import torch
 
 from lvae import checkpoint as ckpt
-from lvae.config import ConfigError, RunConfig, validate
+from lvae.config import ConfigError, RunConfig
 from lvae.runfiles import read_jsonl
+from lvae.settings import validate
 from lvae.schedules import horizon_schedules
 
 # Fields a resumed run may change; anything else must match the checkpoint. Changing one

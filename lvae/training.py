@@ -28,7 +28,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from lvae import distributed as dist_utils
 from lvae.batchnorm import recompute_batch_norm
-from lvae.config import ConfigError, RunConfig, validate
+from lvae.config import ConfigError, RunConfig
 from lvae.data import Split, evaluation_inputs, model_inputs
 from lvae.latents import noise_from
 from lvae.losses import objective_loss, split_elbo
@@ -36,6 +36,7 @@ from lvae.model import HierarchicalModel, build_model, use_fast_layout
 from lvae.progress import print_line, progress_bar
 from lvae.runstate import RunState, TrainState, data_fingerprint, resolve_device, stop_signals
 from lvae.schedules import beta_at, lr_at
+from lvae.settings import validate
 
 # Still importable from here, for code written before they moved to lvae.runstate, lvae.runfiles, lvae.data, lvae.losses.
 from lvae.runfiles import read_jsonl  # noqa: E402,F401
