@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 
+@pytest.mark.slow
 def test_a_budget_shorter_than_twice_the_longest_warmup_is_refused(tmp_path):
     out = tmp_path / "ablations.json"
     r = subprocess.run([sys.executable, "-m", "lvae.experiments.ablations", "--epochs", "9", "--out", str(out)], capture_output=True, text=True,
@@ -16,6 +17,7 @@ def test_a_budget_shorter_than_twice_the_longest_warmup_is_refused(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_an_arm_is_kept_dropped_or_left_by_the_one_verdict_rule():
     import torch
 
@@ -30,6 +32,7 @@ def test_an_arm_is_kept_dropped_or_left_by_the_one_verdict_rule():
     assert keep_or_drop(noisy, base)[1] == "no clear effect"
 
 
+@pytest.mark.slow
 def test_an_equal_cpu_time_budget_stops_each_arm_and_records_what_it_reached(tmp_path, tiny_data, monkeypatch):
     """A clock that gains 3 CPU seconds per reading, and test passes that cost 1 s each: the budget counts
     training only, 2 s per epoch, so with 5 seconds each arm stops after its third epoch (4 s < 5 s after the
@@ -78,6 +81,7 @@ def test_without_a_cpu_budget_the_arms_and_seeds_are_the_old_ones(monkeypatch):
     assert ablations.ROWS["bf16"][1] == {"train.amp": "bf16"} and ablations.ROWS["ema"][1] == {"train.ema_decay": 0.999}
 
 
+@pytest.mark.slow
 def test_a_rerun_with_more_seeds_trains_only_the_new_ones_and_scores_the_old_ones_alike(tmp_path, tiny_data, monkeypatch, capsys):
     """Seed 0 trained by a first run is reused by a second with --seeds 2 (its folder untouched, its row the
     same), seed 1 is trained; a third run with another budget trains seed 0 again."""
@@ -106,6 +110,7 @@ def test_a_rerun_with_more_seeds_trains_only_the_new_ones_and_scores_the_old_one
     assert "trained earlier" not in capsys.readouterr().out and (run / "checkpoint.pt").stat().st_mtime_ns != stamp
 
 
+@pytest.mark.slow
 def test_the_stage_arms_continue_each_seeds_base_as_train_finetune_would_and_are_reused(tmp_path, tiny_data, monkeypatch):
     import json
 

@@ -28,6 +28,7 @@ def test_the_best_round_of_each_layout_is_kept_and_the_fastest_named(monkeypatch
         bench_parallel.bench("paper", 1, 512, 1, None)
 
 
+@pytest.mark.slow
 def test_every_layout_trains_and_the_fastest_is_named(tiny_data, tmp_path, capsys):
     out = tmp_path / "bench-parallel.json"
     assert bench_parallel.main(["--config", "paper", "--epochs", "2", "--limit", "512", "--rounds", "1",
@@ -45,6 +46,7 @@ def test_every_layout_trains_and_the_fastest_is_named(tiny_data, tmp_path, capsy
     assert "| torchrun: 1 process per core x 1 thread |" in tables.render(tmp_path / "results")
 
 
+@pytest.mark.slow
 def test_bench_compare_runs_each_tree_s_own_code(tmp_path, monkeypatch):
     """Against HEAD itself, in a git worktree; the `before` side must import the worktree's lvae, not this one."""
     import subprocess

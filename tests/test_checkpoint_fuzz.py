@@ -26,6 +26,7 @@ from lvae.training import Trainer
 
 SEED = 9
 HEADERS = [b"", b"PK\x03\x04", b"\x80\x02", pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)]  # none, zip, pickle, legacy torch
+pytestmark = pytest.mark.slow  # hundreds of damaged checkpoints: `make test-fast` leaves them out
 
 
 def tiny_trainer(run: Path, epochs: int) -> Trainer:

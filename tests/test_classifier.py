@@ -41,6 +41,7 @@ def test_frechet_distance_survives_dead_features():
     assert frechet_distance(a, b) == pytest.approx(frechet_distance(a[:, 1:], b[:, 1:]), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_training_learns_synthetic_digits():
     train, test = synthetic_split(512, 0), synthetic_split(200, 1)
     model, info = train_classifier(train, test, epochs=3, batch_size=64, progress=False)
@@ -61,6 +62,7 @@ def judged_test_set():
     return split, features(load_classifier(), split.images)
 
 
+@pytest.mark.slow
 def test_the_shipped_classifier_scores_above_99_percent_on_the_real_test_set(judged_test_set):
     split, feats = judged_test_set
     model = load_classifier()
@@ -70,6 +72,7 @@ def test_the_shipped_classifier_scores_above_99_percent_on_the_real_test_set(jud
     assert classifier_info()["test_accuracy"] == pytest.approx(measured, abs=1e-4)  # the number the asset states is true
 
 
+@pytest.mark.slow
 def test_fid_mnist_is_zero_for_a_set_against_itself_and_large_for_what_is_not_mnist(judged_test_set):
     """On the judge's features of real digits: ~0 against itself, small between two random halves
     (sampling noise only), and hundreds for uniform noise or for one digit class alone (mode collapse)."""

@@ -56,6 +56,7 @@ def test_a_decay_outside_zero_to_one_is_refused(decay):
         validate(cfg)
 
 
+@pytest.mark.slow
 def test_the_saved_model_is_the_closed_form_average_of_every_step(tmp_path, tiny_data):
     """4 steps at decay 0.8: EMA = .8^3 w1 + .2 .8^2 w2 + .2 .8 w3 + .2 w4, parameters and batch-norm buffers alike."""
     d = 0.8
@@ -102,6 +103,7 @@ def spy_on_evaluation(monkeypatch) -> dict[str, list[nn.Module]]:
     return seen
 
 
+@pytest.mark.slow
 def test_evaluation_and_every_saved_model_use_the_average(tmp_path, tiny_data, monkeypatch):
     """The paper config recomputes batch-norm statistics before testing: on the average, not the raw weights."""
     run, seen = tmp_path / "run", spy_on_evaluation(monkeypatch)

@@ -50,6 +50,7 @@ def quadrature_log_px(model: HierarchicalModel, x: torch.Tensor) -> torch.Tensor
 TINY = ModelConfig([LayerSpec("dense", (8,), 1), LayerSpec("dense", (8,), 1)], image_shape=(1, 2, 3), likelihood="bernoulli")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", [LadderVAE, HierarchicalVAE])
 def test_iw_estimate_converges_to_the_exact_marginal(kind):
     torch.manual_seed(0)
@@ -106,6 +107,7 @@ def test_k_equal_one_is_the_elbo_in_expectation(make):
     assert abs(-iw.nll - elbo) < 5 * math.sqrt(2) * noise + 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", [LadderVAE, HierarchicalVAE])
 def test_estimate_does_not_rise_with_k(kind):
     torch.manual_seed(0)
@@ -131,6 +133,7 @@ def test_pass_width_follows_the_device_memory():
     assert auto_chunk(model, x, budget_bytes=gpu) == gpu // largest  # ~100x wider passes on the GPU
 
 
+@pytest.mark.slow
 def test_chunking_changes_memory_not_the_result():
     model = LadderVAE(dense_config(2)).eval()
     x = tiny_images(6)
@@ -199,6 +202,7 @@ def test_a_top_latent_vae_has_units_only_at_the_top():
 # ----------------------------------------------------------------------------- command line
 
 
+@pytest.mark.slow
 def test_cli_evaluate_json(tmp_path, tiny_data, capsys):
     out = tmp_path / "run"
     assert main(["train", "--config", "paper", "--epochs", "1", "--batch-size", "64", "--data-root", str(tiny_data),

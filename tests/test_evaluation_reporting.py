@@ -43,6 +43,7 @@ def test_the_docs_are_rendered_from_the_json_files(tmp_path):
     assert docs.update(rdir, tmp_path, check=True) == 0  # idempotent
 
 
+@pytest.mark.slow
 def test_the_committed_docs_are_up_to_date():
     from pathlib import Path
 
@@ -98,6 +99,7 @@ def test_saved_weights_round_trip(tmp_path):
     assert (tmp_path / "m.pt").stat().st_size < results.MAX_BYTES
 
 
+@pytest.mark.slow
 def test_a_training_step_is_counted_as_three_times_its_forward_matmuls():
     """The bench's FLOPs per `paper` step, against the model's own linear layers: forward 2 B in out each,
     backward twice that (the gradients of inputs and weights), nothing missed, nothing counted twice."""

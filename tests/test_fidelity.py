@@ -67,6 +67,7 @@ def test_heads_get_batch_norm_before_the_softplus():
     assert not batch_norm_layers(plain)
 
 
+@pytest.mark.slow
 def test_batch_norm_statistics_are_recomputed_from_the_data_without_touching_training_randomness():
     torch.manual_seed(0)
     model = build_model("lvae", small_paper())
@@ -104,6 +105,7 @@ def test_the_optimizer_and_the_gradient_clipping_are_the_paper_codes(tmp_path):
     assert row["grad_norm"] > 1e-2 and seen == [pytest.approx(1e-3)]  # clipped element by element after the norm clip
 
 
+@pytest.mark.slow
 def test_kept_epochs_are_written_and_a_missing_one_is_named(tmp_path):
     t = _trainer(tmp_path, epochs=2, keep_epochs=(1,), bn_recompute=True)
     t.fit()

@@ -56,6 +56,7 @@ def test_warmup_study_differs_only_in_beta():
     assert study["per iteration"].objective.beta.steps == runs.FULL.warmup_length * ipe
 
 
+@pytest.mark.slow
 def test_every_figure_is_drawn_and_runs_are_reused(results, tmp_path, capsys):
     out = tmp_path / "figs"
     written = figures.build_figures(out_dir=out, results=results)
@@ -94,6 +95,7 @@ def assert_drawn(png: Path, like: Path) -> None:
     assert (grey < 128).mean() > 0.005 and len(np.unique(grey)) > 16, png.name  # ink: lines, text, images
 
 
+@pytest.mark.slow
 def test_a_run_folder_of_another_config_is_never_overwritten(results, tmp_path):
     cfg = runs.headline_config("lvae", TINY)
     runs.ensure_run(cfg, tmp_path / "runs" / "x", results.data, progress=False)
@@ -115,6 +117,7 @@ def test_illustrative_units_span_encoder_led_to_prior_led():
     assert units[0]["var_p"] > units[0]["var_q"] and units[2]["var_p"] < units[2]["var_q"]
 
 
+@pytest.mark.slow
 def test_estimate_counts_every_step_and_test_pass(monkeypatch):
     ticks = iter(range(1000))
     monkeypatch.setattr(runs.time, "perf_counter", lambda: float(next(ticks)))  # every timed block takes 1 s
@@ -124,6 +127,7 @@ def test_estimate_counts_every_step_and_test_pass(monkeypatch):
     assert seconds == pytest.approx(3 * (2 * 1.0 + 64 * 1.0 / 128))
 
 
+@pytest.mark.slow
 def test_a_half_done_run_is_resumed_and_a_dead_one_restarted(results, tmp_path, capsys, monkeypatch):
     cfg = runs.headline_config("lvae", TINY)  # 2 iterations per epoch
     cfg.train.epochs = 2

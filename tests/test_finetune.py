@@ -4,6 +4,7 @@ optimizer, as the paper's fine-tuning phase (a lower learning rate, then the IW 
 import hashlib
 import json
 
+import pytest
 import torch
 
 from lvae.checkpoint import load_run
@@ -17,6 +18,7 @@ def file_digests(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_finetune_starts_a_new_run_from_the_weights_and_leaves_the_source_alone(tmp_path, tiny_data, capsys):
     src, ft = tmp_path / "src", tmp_path / "ft"
     common = ["--data-root", str(tiny_data), "--no-progress"]
@@ -60,6 +62,7 @@ def test_finetune_starts_a_new_run_from_the_weights_and_leaves_the_source_alone(
     assert file_digests(src) == before and not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_finetune_does_not_inherit_the_source_schedule_so_its_cosine_anneals_to_zero(tmp_path, tiny_data, capsys):
     """paper-best's main stage anneals to lr_min 2e-4; a fine-tuning cosine from 2e-4 that kept that lr_min stayed at
     2e-4 throughout, and one from 1e-4 climbed to 2e-4 (how the recipe's first fine-tuning stages ran)."""

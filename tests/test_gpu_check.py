@@ -8,6 +8,7 @@ import torch
 from lvae.speed import gpu_check
 
 
+@pytest.mark.slow
 def test_gpu_check_trains_scores_and_reports_on_a_tiny_budget(tiny_data, tmp_path, capsys):
     out = tmp_path / "gpu-check.json"
     rc = gpu_check.main(["--device", "cpu", "--epochs", "2", "--iw-samples", "8", "--test-limit", "32",

@@ -48,6 +48,7 @@ def test_k_equal_one_is_the_elbo_in_expectation(kind, beta):
     assert torch.allclose(iw.recon, elbo.recon) and all(torch.allclose(a, b) for a, b in zip(iw.kl, elbo.kl))  # same logged terms
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_bound_rises_with_k(kind):
     """L_1 < L_5 < L_50 on a fixed model, each the mean of 20 seeded estimates, by more than 3 standard errors."""
@@ -137,6 +138,7 @@ def test_old_configs_load_as_elbo_and_bad_values_are_refused():
             validate(cfg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["lvae", "hvae", "top-vae"])
 def test_training_on_the_iw_bound(tmp_path, tiny_data, kind):
     """K = 5 draws per image, beta = 1: each logged loss is -L_5, above the same draws' ELBO, and the bound improves."""

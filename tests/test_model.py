@@ -48,6 +48,7 @@ def test_bottom_up_pass_is_deterministic():
         assert torch.equal(ga.mu, gc.mu) and torch.equal(ga.logvar, gc.logvar)
 
 
+@pytest.mark.slow
 def test_top_down_pass_samples_the_merged_gaussian():
     model = LadderVAE(seed_config().model).eval()
     enc = model.bottom_up(torch.rand(1, 1, 28, 28))

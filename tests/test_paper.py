@@ -49,6 +49,7 @@ def test_each_variant_is_the_paper_config_with_its_changes(variant):
     assert (cfg.model.var_floor, cfg.model.leaky_slope, cfg.model.head_batch_norm) == (1e-5, 0.01, True)
 
 
+@pytest.mark.slow
 def test_a_long_run_keeps_and_scores_its_epochs(tiny_data, tmp_path, capsys):
     exp = paper.Experiment("long-lvae-bn-wu-s0", "long", "lvae-bn-wu", 5, paper.LONG, seed=0)
     cfg = config_from_args(build_parser().parse_args(exp.train_argv(Path("runs/x"))))
@@ -84,6 +85,7 @@ def test_a_long_run_keeps_and_scores_its_epochs(tiny_data, tmp_path, capsys):
     assert json.loads((tmp_path / "res" / "long-lvae-bn-wu-s0.json").read_text())["per_image_log_px"] == r["per_image_log_px"]
 
 
+@pytest.mark.slow
 def test_a_smoke_run_trains_evaluates_and_is_then_skipped(tiny_data, tmp_path, capsys):
     argv = ["--only", "sweep-L2-vae-s0", "sweep-L2-lvae-bn-wu-s1", "--epochs", "2", "--iw-samples", "4", "--data-root", str(tiny_data),
             "--limit", "128", "--batch-size", "64", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"),
@@ -243,6 +245,7 @@ def test_the_long_pair_gives_the_budget_curve_and_its_verdict(tmp_path):
     assert reach.verdict == "reversed" and "K = 5000" in reach.measured  # about 89.8 nats: worse than 82.12 beyond doubt
 
 
+@pytest.mark.slow
 def test_the_paper_figures_are_drawn_from_the_json_and_skipped_without_it(tmp_path, capsys):
     names = [n for n in figures.FIGURES if n.startswith("paper_")]
     assert len(names) == 7  # six from the JSON, one from the 5-layer ladder's weights
@@ -308,6 +311,7 @@ def test_paper_best_is_the_paper_ladder_as_its_code_trains_it_twice_as_wide():
         assert (cfg.model.ladder_up, cfg.train.grad_clip, cfg.train.bn_recompute) == (paper.model.ladder_up, paper.train.grad_clip, True)
 
 
+@pytest.mark.slow
 def test_paper_best_runner_trains_three_stages_counts_their_cpu_and_resumes(tiny_data, tmp_path, monkeypatch):
     from lvae.experiments import paper_best
     from tests.conftest import HOOKS

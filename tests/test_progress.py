@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import sys
 
+import pytest
+
 from lvae.progress import progress_bar
 from conftest import run_lvae
 
@@ -23,6 +25,7 @@ def test_a_bar_is_drawn_only_where_someone_watches(monkeypatch):
     assert progress_bar(range(3)).disable
 
 
+@pytest.mark.slow
 def test_training_into_a_log_writes_one_line_per_epoch_and_no_redraws(tmp_path, tiny_data):
     """run_lvae pipes stdout and stderr, as nohup or CI send them to a file: neither is a TTY."""
     out = run_lvae("train", "--config", "paper", "--epochs", "2", "--batch-size", "32", "--data-root", tiny_data, "--out", tmp_path / "run")

@@ -35,6 +35,7 @@ from test_checkpoint_fuzz import run, tiny_trainer  # noqa: F401  (run is a fixt
 REPO = Path(__file__).resolve().parents[1]
 CASES = 300  # per file kind, at least
 CLEAR = (ckpt.CheckpointError, DataError, ConfigError)
+pytestmark = pytest.mark.slow  # thousands of damaged files through every reader: `make test-fast` leaves them out
 
 
 @dataclass

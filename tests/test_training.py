@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from lvae.checkpoint import load_run
@@ -24,6 +25,7 @@ def tiny_run(tmp_path, tiny_data, name="run", **train):
     return t, t.fit()
 
 
+@pytest.mark.slow
 def test_short_training_lowers_the_loss(tmp_path, tiny_data):
     t, _ = tiny_run(tmp_path, tiny_data, epochs=6, lr=3e-3)
     rows = read_jsonl(tmp_path / "run" / "history.jsonl")
@@ -34,6 +36,7 @@ def test_short_training_lowers_the_loss(tmp_path, tiny_data):
     assert set(first) >= {"iteration", "loss", "recon", "kl", "beta", "elbo"} and len(first["kl"]) == 2
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers(tmp_path, tiny_data):
     _, a = tiny_run(tmp_path, tiny_data, "a", epochs=1)
     _, b = tiny_run(tmp_path, tiny_data, "b", epochs=1)
@@ -41,6 +44,7 @@ def test_same_seed_same_numbers(tmp_path, tiny_data):
     assert (tmp_path / "a" / "history.jsonl").read_text() == (tmp_path / "b" / "history.jsonl").read_text()
 
 
+@pytest.mark.slow
 def test_skipping_test_passes_leaves_training_bit_identical(tmp_path, tiny_data):
     """`test_every` only thins the test pass: the test ELBO draws from a generator of its own, so the
     weights, the training log and the tested epochs' numbers are the same as when every epoch is tested."""
@@ -59,6 +63,7 @@ def test_skipping_test_passes_leaves_training_bit_identical(tmp_path, tiny_data)
             assert (r["elbo"], r["kl"]) == (full["elbo"], full["kl"])
 
 
+@pytest.mark.slow
 def test_cli_train_and_sample_end_to_end(tmp_path, tiny_data, capsys):
     out = tmp_path / "cli"
     rc = main(["train", "--config", "seed", "--epochs", "1", "--batch-size", "32", "--limit", "128",
@@ -87,6 +92,7 @@ def assert_png_shows(png, model, n: int, seed: int) -> None:
     assert expected.std() > 10  # samples, not a blank page
 
 
+@pytest.mark.slow
 def test_cli_vae_paper_config(tmp_path, tiny_data):
     out = tmp_path / "vae"
     rc = main(["train", "--config", "paper", "--model", "top-vae", "--epochs", "1", "--batch-size", "64",
@@ -99,6 +105,7 @@ def test_cli_vae_paper_config(tmp_path, tiny_data):
     assert len(rows) == 256 // 64 and all(len(r["kl"]) == 1 and r["kl"][0] > 0 for r in rows)  # one KL per step: the top's
 
 
+@pytest.mark.slow
 def test_cli_trains_the_hierarchical_vae_at_a_chosen_depth(tmp_path, tiny_data):
     out = tmp_path / "hvae"
     rc = main(["train", "--config", "paper", "--model", "hvae", "--depth", "3", "--epochs", "1", "--batch-size", "64",

@@ -13,6 +13,7 @@ from lvae.weights import FORMATS, MAX_BYTES, encode, load_model, load_trained, s
 from test_training import assert_png_shows
 
 
+@pytest.mark.slow
 def test_paper_best_weights_fit_in_10_mib(tmp_path):
     torch.manual_seed(0)
     cfg = paper_best_config()
@@ -27,6 +28,7 @@ def test_paper_best_weights_fit_in_10_mib(tmp_path):
         assert b.dtype == a.dtype and torch.equal(b, expected), name  # float16 rounding, nothing else lost
 
 
+@pytest.mark.slow
 def test_a_weights_file_scores_and_samples_like_its_run(tmp_path, tiny_data, capsys):
     run = tmp_path / "run"
     assert main(["train", "--config", "paper", "--depth", "3", "--epochs", "2", "--batch-size", "64", "--data-root", str(tiny_data),
