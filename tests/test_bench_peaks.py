@@ -71,3 +71,18 @@ def test_the_whole_command_is_timed_start_to_exit(tiny_data, monkeypatch):
 
     rate = bench_compare.command_rate(Path.cwd(), 1, tiny_data, epochs=1, limit=256)
     assert 0 < rate < 256 / 0.5  # 256 images cannot take under half a second with python's and torch's start-up
+
+
+def test_the_compiled_command_compiles_into_an_empty_cache_unless_told_the_cache_is_warm(monkeypatch, tmp_path):
+    import os
+    import subprocess
+
+    calls = []
+    monkeypatch.setattr(bench_compare.subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw["env"])) or subprocess.CompletedProcess(cmd, 0))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    assert bench_compare.command_rate(tmp_path, 1, tmp_path, 1, 100, compile=True) > 0
+    assert bench_compare.command_rate(tmp_path, 1, tmp_path, 1, 100, compile=True, warm=True) > 0
+    (cold_cmd, cold_env), (warm_cmd, warm_env) = calls
+    assert "--compile" in cold_cmd and "--compile" in warm_cmd
+    assert cold_env["TORCHINDUCTOR_CACHE_DIR"].endswith("/kernels") and not os.path.exists(cold_env["TORCHINDUCTOR_CACHE_DIR"])
+    assert "TORCHINDUCTOR_CACHE_DIR" not in warm_env  # lvae.compiling then picks the user's cache
