@@ -120,6 +120,18 @@ def write_atomic(path: Path, write: Callable[[Any], None]) -> None:
         _discard(tmp)
 
 
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete what interrupted `write_atomic`s left in `folder` (`.NAME.XXXX.tmp`: a SIGKILL between the write and
+    the rename leaves a whole checkpoint's worth), and say so; call it only while holding the folder's lock."""
+    stale = sorted(p for p in Path(folder).glob(".*.tmp") if p.is_file())
+    for p in stale:
+        p.unlink(missing_ok=True)
+    if stale:
+        print(f"removed {len(stale)} stale temporary file(s) in {folder} left by an interrupted write: "
+              f"{', '.join(p.name for p in stale)}", flush=True)
+    return stale
+
+
 def _discard(tmp: str | None) -> None:
     if tmp is not None and os.path.exists(tmp):
         os.unlink(tmp)

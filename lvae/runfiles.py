@@ -41,15 +41,23 @@ def reading(path: Path | str, what: str, fix: str = "") -> Iterator[None]:
         raise CheckpointError(f"{path}: not {what} ({type(e).__name__}: {first_line(e)}){'; ' + fix if fix else ''}") from None
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} where a number belongs (lvae never writes NaN or Infinity)")
+
+
 def read_json(path: Path, what: str = "a JSON file lvae wrote") -> Any:
-    """The parsed contents of `path`; a file that cannot be read or is not JSON gives one line."""
+    """The parsed contents of `path`; a file that cannot be read or is not JSON gives one line, and so does
+    NaN or Infinity anywhere in it, or a value of the wrong kind under a number's key (lvae.resultcheck):
+    rendered, it would read as a number ("nan ± 0.39", true as 1.00)."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
         raise CheckpointError(f"{path}: cannot be read ({e.strerror or first_line(e)})") from None
+    from lvae.resultcheck import checked
+
     with reading(path, what):
-        return json.loads(data)
+        return checked(json.loads(data, parse_constant=_no_constant), path, what)
 
 
 def _bad_row(row: Any, fields: dict[str, type | tuple[type, ...]], optional: dict[str, type | tuple[type, ...]]) -> str | None:

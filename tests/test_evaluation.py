@@ -222,5 +222,9 @@ def test_cli_evaluate_json(tmp_path, tiny_data, capsys):
 
 
 def test_cli_evaluate_refuses_bad_input(tmp_path, capsys):
-    assert main(["evaluate", str(tmp_path / "nothing")]) == 2
+    with pytest.raises(SystemExit) as refused:  # refused while the flags are parsed (lvae.flags), before any work
+        main(["evaluate", str(tmp_path / "nothing")])
+    assert refused.value.code == 2 and "nothing does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", str(tmp_path / "empty")]) == 2
     assert "not a run folder" in capsys.readouterr().err

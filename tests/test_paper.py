@@ -90,7 +90,9 @@ def test_a_smoke_run_trains_evaluates_and_is_then_skipped(tiny_data, tmp_path, c
     argv = ["--only", "sweep-L2-vae-s0", "sweep-L2-lvae-bn-wu-s1", "--epochs", "2", "--iw-samples", "4", "--data-root", str(tiny_data),
             "--limit", "128", "--batch-size", "64", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"),
             "--no-estimate", "--jobs", "1", "--threads", "1"]
-    assert paper.main([*argv, "--threads", "0"]) == 2 and "--threads must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # refused while the flags are parsed (lvae.flags)
+        paper.main([*argv, "--threads", "0"])
+    assert refused.value.code == 2 and "--threads: must be between 1 and 1024, got 0" in capsys.readouterr().err
     assert paper.main(argv) == 0
     assert "1 at a time, 1 thread(s) each" in capsys.readouterr().out
     r = json.loads((tmp_path / "res" / "sweep-L2-lvae-bn-wu-s1.json").read_text())
@@ -322,19 +324,19 @@ def test_paper_best_runner_trains_three_stages_counts_their_cpu_and_resumes(tiny
     real_run = paper_best.run_logged
     threads_by_command = []
 
-    def scored(argv, log, threads):  # scores run with --score-threads, training with --threads
+    def scored(argv, log, threads, out=None):  # scores run with --score-threads, training with --threads
         threads_by_command.append((argv[0], threads))
-        return real_run(argv, log, threads)
+        return real_run(argv, log, threads, out)
 
     monkeypatch.setattr("lvae.experiments.paper.run_logged", scored)
 
-    def iw_stage_stopped(argv, log, threads):  # SIGTERM in the IW stage's third step, as a session's end would send it
+    def iw_stage_stopped(argv, log, threads, out=None):  # SIGTERM in the IW stage's third step, as a session's end would send it
         if "--objective" in argv:
             monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HOOKS), os.environ.get("PYTHONPATH", "")]))
             monkeypatch.setenv("LVAE_TEST_SIGNAL_AT", "SIGTERM@3")
         threads_by_command.append((argv[0], threads))
         try:
-            return real_run(argv, log, threads)
+            return real_run(argv, log, threads, out)
         finally:
             monkeypatch.delenv("LVAE_TEST_SIGNAL_AT", raising=False)
 
@@ -357,8 +359,8 @@ def test_paper_best_runner_trains_three_stages_counts_their_cpu_and_resumes(tiny
     assert r["check_score"]["iw_samples"] == 1000 and r["check_score"]["iw_chunk"] > 0 and len(r["check_score"]["per_image_log_px"]) == 40
     assert (tmp_path / "res" / "paper-best.pt").stat().st_size < 10 * 2**20
     (tmp_path / "res" / "paper-best.json").unlink()  # run again after it: every stage and every score is reused, nothing runs
-    monkeypatch.setattr(paper_best, "run_logged", lambda argv, log, threads: pytest.fail(f"ran {argv[:2]} again"))
-    monkeypatch.setattr("lvae.experiments.paper.run_logged", lambda argv, log, threads: pytest.fail(f"ran {argv[:2]} again"))
+    monkeypatch.setattr(paper_best, "run_logged", lambda argv, log, threads, out=None: pytest.fail(f"ran {argv[:2]} again"))
+    monkeypatch.setattr("lvae.experiments.paper.run_logged", lambda argv, log, threads, out=None: pytest.fail(f"ran {argv[:2]} again"))
     assert paper_best.main(args) == 0 and json.loads((tmp_path / "res" / "paper-best.json").read_text()) == r
 
 
@@ -372,7 +374,7 @@ def test_a_stage_cut_off_with_its_parent_counts_as_resumed_and_keeps_its_epochs_
     (run_dir / "epochs.jsonl").write_text("".join(json.dumps({"epoch": e, "seconds": 60.0, "cpu_seconds": 59.0}) + "\n" for e in range(2)))
     ran = []
     monkeypatch.setattr(paper_best, "finished_epochs", lambda d: 2 if not ran else 3)
-    monkeypatch.setattr(paper_best, "run_logged", lambda argv, log, threads: ran.append(argv))
+    monkeypatch.setattr(paper_best, "run_logged", lambda argv, log, threads, out=None: ran.append(argv))
     record = paper_best.train_stage(paper_best.Stage("main", 3, ()), "paper-best", None, run_dir, 1, (), (), print)
     assert ran[0][:2] == ["train", "--resume"] and record["resumed"]
     assert record["cpu_seconds"] == pytest.approx(118.0) and record["wall_seconds"] == pytest.approx(120.0)  # the epochs' sums

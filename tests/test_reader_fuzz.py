@@ -282,3 +282,66 @@ def test_a_damaged_result_end_to_end_through_make_results_table(results_dir):
     assert done.stderr == f"error: results/seed-lvae.json: not a result lvae wrote (python -m lvae.results save writes one) (KeyError: 'nll'); " \
                           f"restore it, or save the result again\n"
     assert snapshot(work) == before
+
+
+# ----------------------------------------------------------------------------- results/paper, ablations, seed study, benchmarks
+
+
+@pytest.fixture
+def paper_dir(tmp_path) -> Path:
+    """A few of the repository's results/paper files (the 5-layer sweep pair, seed 0), copied."""
+    out = tmp_path / "results" / "paper"
+    out.mkdir(parents=True)
+    for name in ("sweep-L5-lvae-bn-wu-s0.json", "sweep-L5-vae-bn-wu-s0.json", "sweep-L1-vae-s0.json"):
+        shutil.copy(REPO / "results" / "paper" / name, out / name)
+    return out
+
+
+def test_paper_results_through_claims_docs_and_figures(paper_dir):
+    """results/paper/*.json as claims (docs/claims.md) and the figures' data (depth points, the pair) read them."""
+    from lvae.experiments import claims, paper
+
+    target = paper_dir / "sweep-L5-lvae-bn-wu-s0.json"
+
+    def read():
+        results = paper.load_results(paper_dir)
+        return claims.render(paper_dir.parent), paper.depth_points(results), paper.comparison_pair(results)
+
+    fuzz("results/paper/*.json (claims, docs, figures)", target, mixed(target.read_bytes(), read_json(target), 8, encode_json, DEEP), read,
+         check=lambda got: isinstance(got[0], str))
+
+
+@pytest.mark.parametrize("name", ["paper-ablations.json", "paper-ablations-cpu.json", "seed-study.json", "bench.json"])
+def test_ablation_seed_study_and_bench_files_through_their_tables(tmp_path, name):
+    """The ablation and seed-study files as docs/results.md renders them, the benchmarks as docs/speed.md does."""
+    from lvae.speed import tables
+
+    out = tmp_path / "results"
+    out.mkdir()
+    target = out / name
+    shutil.copy(REPO / "results" / name, target)
+    read = (lambda: tables.render(out)) if name.startswith("bench") else (lambda: docs.render(out))
+    fuzz(f"results/{name} (make results-table, docs/speed.md)", target, mixed(target.read_bytes(), read_json(target), 9, encode_json, DEEP),
+         read, check=lambda text: isinstance(text, str))
+
+
+@pytest.mark.parametrize("bad", [True, None, "1.0", float("nan")], ids=["true", "null", "string", "nan"])
+def test_a_damaged_number_is_never_printed(paper_dir, bad):
+    """Every number of a paper result replaced by true, null, a string or NaN: one line naming the file and the key."""
+    import json
+
+    from lvae.experiments import paper
+    from lvae.resultcheck import NUMBERS
+
+    target = paper_dir / "sweep-L5-lvae-bn-wu-s0.json"
+    good = json.loads(target.read_text())
+    keys = [k for k in good if k in NUMBERS]
+    assert len(keys) >= 10
+    for key in keys:
+        damaged = {**good, key: bad}
+        target.write_text(json.dumps(damaged))  # NaN goes out as the bare token NaN, as Python writes it
+        with pytest.raises(ckpt.CheckpointError) as caught:
+            paper.load_results(paper_dir)
+        message = str(caught.value)
+        named = "NaN" if bad != bad else key  # the parser refuses a NaN token before it knows the key
+        assert str(target) in message and named in message and "\n" not in message, message

@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from lvae import checkpoint as ckpt
+from lvae import flags
 from lvae.config import LayerSpec, paper_config, with_overrides
 from lvae.experiments.effects import REPRODUCED, REVERSED, Effect, paired_effect, verdict
 from lvae.data import load_split
@@ -160,15 +161,16 @@ def keep_or_drop(arm: torch.Tensor, baseline: torch.Tensor) -> tuple[Effect, str
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--seeds", type=int, help="seeds per arm (default 2; 3 for issue 17's arms, bf16 and ema)")
-    ap.add_argument("--equal-cpu-seconds", type=float, metavar="S",
+    ap = argparse.ArgumentParser(prog="python -m lvae.experiments.ablations", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=flags.integer(1, 10_000), default=12)
+    ap.add_argument("--seeds", type=flags.integer(1, 100), help="seeds per arm (default 2; 3 for issue 17's arms, bf16 and ema)")
+    ap.add_argument("--equal-cpu-seconds", type=flags.real(above=0.0), metavar="S",
                     help="train each arm until it has used S CPU seconds (epochs counted, schedules over --epochs) instead of --epochs")
-    ap.add_argument("--iw-samples", type=int, default=100)
-    ap.add_argument("--limit", type=int, default=2000)
+    ap.add_argument("--iw-samples", type=flags.integer(1, 1_000_000), default=100)
+    ap.add_argument("--limit", type=flags.integer(1, 10_000), default=2000)
     ap.add_argument("--only", nargs="*", choices=sorted(ROWS))
-    ap.add_argument("--out", type=Path, help="default results/paper-ablations.json (-cpu.json with --equal-cpu-seconds)")
+    ap.add_argument("--out", type=flags.output_file(".json"), help="default results/paper-ablations.json (-cpu.json with --equal-cpu-seconds)")
     a = ap.parse_args(argv)
     check_budget(a.epochs)
     cpu = a.equal_cpu_seconds is not None

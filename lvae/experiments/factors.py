@@ -28,6 +28,7 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from lvae import flags
 from lvae.config import FIRST_SETUP_MODEL, FIRST_SETUP_TRAIN, LADDER_ONLY_FIELDS
 from lvae.experiments import paper
 
@@ -104,26 +105,21 @@ def baseline_name(variant: str, seed: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lvae.experiments.factors", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="runs in parallel (default 2)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    p.add_argument("--jobs", type=flags.integer(1, 256), default=max(1, min(2, os.cpu_count() or 1)), help="runs in parallel (default 2)")
+    p.add_argument("--threads", type=flags.integer(1, 1024), default=1, help="torch threads per run (default 1)")
     p.add_argument("--only", nargs="*", help="experiment names to run (default: all); --list shows them")
     p.add_argument("--factors", nargs="+", choices=[f.key for f in FACTORS], help="run these arms only")
     p.add_argument("--list", action="store_true", help="list the runs and whether each is done")
-    p.add_argument("--runs", type=Path, default=RUNS)
-    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--runs", type=flags.folder, default=RUNS)
+    p.add_argument("--results", type=flags.folder, default=RESULTS)
     p.add_argument("--no-estimate", action="store_true", help="skip the timing that the estimate needs")
     smoke = p.add_argument_group("smoke runs (a quick check of the pipeline; send them to another --results folder)")
-    smoke.add_argument("--epochs", type=int)
-    smoke.add_argument("--iw-samples", type=int)
-    smoke.add_argument("--data-root", type=Path)
-    smoke.add_argument("--limit", type=int)
-    smoke.add_argument("--batch-size", type=int)
-    a = p.parse_args(argv)
-    for name in ("jobs", "threads", "epochs", "iw_samples", "limit", "batch_size"):
-        value = getattr(a, name)
-        if value is not None and value < 1:
-            print(f"error: --{name.replace('_', '-')} must be at least 1, got {value}", file=sys.stderr)
-            return 2
+    smoke.add_argument("--epochs", type=flags.integer(1, 100_000))
+    smoke.add_argument("--iw-samples", type=flags.integer(1, 1_000_000))
+    smoke.add_argument("--data-root", type=flags.existing_folder)
+    smoke.add_argument("--limit", type=flags.integer(1, 10_000_000))
+    smoke.add_argument("--batch-size", type=flags.integer(1, 60000))
+    a = p.parse_args(argv)  # every flag is checked here (lvae.flags), before any run starts
     budget = paper.SWEEP
     if a.epochs:
         budget = replace(budget, epochs=a.epochs, warmup_epochs=min(budget.warmup_epochs, a.epochs))

@@ -23,19 +23,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
 from lvae import checkpoint as ckpt
+from lvae import flags
 from lvae.config import named_config
+from lvae.runfiles import read_json
+from lvae.runlock import RunLocked, runner_lock
 
 RESULTS = Path("results/paper")
 RUNS = Path("runs/paper")
@@ -172,15 +177,83 @@ def finished_epochs(run_dir: Path) -> int:
     return len(read_jsonl(run_dir / "epochs.jsonl"))
 
 
-def run_logged(argv: list[str], log: Path, threads: int) -> str:
-    """Run `python -m lvae ARGV`, stderr to `log`; return stdout. Raise with the log's tail on failure."""
+class Children:
+    """The `python -m lvae` processes this runner has started and not yet reaped, and whether it is stopping.
+
+    Why: each child runs in a session of its own (a Ctrl-C on the terminal reaches the runner only), so the
+    runner alone decides what the child hears: SIGINT or SIGTERM is passed on once, the child stops where
+    it can resume (a checkpoint, lvae.training), and the runner waits for it before it exits.
+    """
+
+    def __init__(self) -> None:
+        self.live: set[subprocess.Popen] = set()
+        self.stopping: int | None = None  # the signal that stopped the runner
+        self.lock = threading.Lock()
+
+    def start(self, args: list[str], **kwargs) -> subprocess.Popen:
+        with self.lock:
+            if self.stopping is not None:
+                raise RuntimeError(f"not started: the runner is stopping (signal {self.stopping})")
+            proc = subprocess.Popen(args, start_new_session=True, **kwargs)
+            self.live.add(proc)
+            return proc
+
+    def wait(self, proc: subprocess.Popen) -> int:
+        try:
+            return proc.wait()
+        finally:
+            with self.lock:
+                self.live.discard(proc)
+
+    def forward(self, signum: int, frame=None) -> None:
+        """A signal handler: pass the signal to every child once; the threads waiting on them carry on."""
+        with self.lock:
+            first, self.stopping = self.stopping is None, signum
+            for proc in self.live if first else ():
+                proc.send_signal(signum)
+        print(f"stopping: passed signal {signum} to {len(self.live)} running command(s); waiting for them to save and exit",
+              file=sys.stderr, flush=True)
+
+
+CHILDREN = Children()
+
+
+@contextmanager
+def forwarding_signals() -> Iterator[None]:
+    """For the body, route SIGINT and SIGTERM to the running children (`Children.forward`); the handlers that were
+    there before come back after it (a runner called from other code, a test, leaves the process as it found it)."""
+    CHILDREN.stopping = None
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        try:
+            yield
+        finally:
+            CHILDREN.stopping = None
+        return
+    previous = {signum: signal.signal(signum, CHILDREN.forward) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        CHILDREN.stopping = None
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def run_logged(argv: list[str], log: Path, threads: int, out: Path | None = None) -> str:
+    """Run `python -m lvae ARGV`, its stdout and stderr to `log`; return what it wrote to `out` (an `evaluate` is
+    given `--out OUT`: the result goes to a file, never through a pipe that a stopped runner would close).
+    An `out` already there is a result a child finished after its runner had gone: it is used, not made again.
+    Raise with the log's tail on failure."""
+    if out is not None:
+        if out.is_file():
+            return out.read_text()
+        argv = [*argv, "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    with open(log, "a") as err:
-        proc = subprocess.run([sys.executable, "-m", "lvae", *argv], stdout=subprocess.PIPE, stderr=err, text=True, env=env)
-    if proc.returncode:
+    with open(log, "a") as sink:
+        code = CHILDREN.wait(CHILDREN.start([sys.executable, "-m", "lvae", *argv], stdout=sink, stderr=sink, env=env))
+    if code:
         tail = log.read_text().strip().splitlines()[-3:]
-        raise RuntimeError(f"{command(argv)} exited with {proc.returncode}: {' | '.join(tail)} (log: {log})")
-    return proc.stdout
+        raise RuntimeError(f"{command(argv)} exited with {code}: {' | '.join(tail)} (log: {log})")
+    return out.read_text() if out is not None else ""
 
 
 @torch.no_grad()
@@ -231,22 +304,24 @@ def cached_score(run_dir: Path, stem: str, extra_argv: list[str] | tuple[str, ..
     tag = "".join("-" + a.lstrip("-") for a in extra_argv)
     cache = run_dir / "scores" / f"{stem}{tag}.json"
     if cache.exists():
-        return json.loads(cache.read_text())
-    result = score()
+        return read_json(cache, "a score lvae.experiments.paper cached (delete it to score again)")
     cache.parent.mkdir(exist_ok=True)
+    raw = cache.with_suffix(".evaluate.json")  # what the evaluate child writes (`run_logged`); the cache keeps what is needed
+    result = score(raw)
     ckpt.write_atomic(cache, lambda f: f.write(json.dumps(result).encode()))
+    raw.unlink(missing_ok=True)
     return result
 
 
 def likelihood_score(run_dir: Path, iw_samples: int, epoch: int | None, log: Path, threads: int, say, name: str,
                      data_root: Path | None, extra_argv: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """The likelihood part of `evaluate` on the run's latest or kept weights (cached: `cached_score`)."""
-    def score() -> dict[str, Any]:
+    def score(out: Path) -> dict[str, Any]:
         argv = evaluate_argv(run_dir, iw_samples, data_root, epoch) + list(extra_argv)
         if epoch is None:
             argv += ["--prior-samples", "0"]
         say(f"{name}: scoring {'epoch ' + str(epoch) if epoch is not None else 'the last epoch'} with K = {iw_samples}")
-        full = json.loads(run_logged(argv, log, threads))
+        full = json.loads(run_logged(argv, log, threads, out))
         return {k: full[k] for k in SCORE_KEYS if k in full} | {"command": command(argv)}  # iw_chunk: from evaluates that record it
 
     return cached_score(run_dir, f"epoch-{epoch if epoch is not None else 'last'}-K{iw_samples}", extra_argv, score)
@@ -255,27 +330,35 @@ def likelihood_score(run_dir: Path, iw_samples: int, epoch: int | None, log: Pat
 def final_evaluation(run_dir: Path, iw_samples: int, log: Path, threads: int, say, name: str, data_root: Path | None,
                      extra_argv: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """The whole `evaluate` of a finished run's last weights (cached: `cached_score`), the K = 5000 one say."""
-    def score() -> dict[str, Any]:
+    def score(out: Path) -> dict[str, Any]:
         say(f"{name}: evaluating with K = {iw_samples}")
-        return json.loads(run_logged(evaluate_argv(run_dir, iw_samples, data_root) + list(extra_argv), log, threads))
+        return json.loads(run_logged(evaluate_argv(run_dir, iw_samples, data_root) + list(extra_argv), log, threads, out))
 
     return cached_score(run_dir, f"final-K{iw_samples}", extra_argv, score)
 
 
 def run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say, data_root: Path | None = None,
                    train_extra: tuple[str, ...] = ()) -> dict[str, Any] | None:
-    """Train (or resume) and evaluate one experiment; write results/paper/NAME.json.
+    """Train (or resume) and evaluate one experiment; write results/paper/NAME.json. The run is held
+    (`runner_lock`) from its first command to its result: a second runner on it is refused.
 
     `data_root` and `train_extra` (e.g. --limit, --batch-size) are for smoke runs on small data.
     """
+    if (results / f"{exp.name}.json").exists():
+        return None
+    with runner_lock(runs / exp.name):
+        return _run_experiment(exp, runs, results, threads, say, data_root, train_extra)
+
+
+def _run_experiment(exp: Experiment, runs: Path, results: Path, threads: int, say, data_root: Path | None,
+                    train_extra: tuple[str, ...]) -> dict[str, Any] | None:
     data = ("--data-root", str(data_root)) if data_root else ()
     from lvae.training import read_jsonl
 
     out_json = results / f"{exp.name}.json"
-    if out_json.exists():
+    if out_json.exists():  # another runner finished it while this one waited to start
         return None
     run_dir = runs / exp.name
-    run_dir.mkdir(parents=True, exist_ok=True)
     commands_file = run_dir / "commands.json"
     commands = json.loads(commands_file.read_text()) if commands_file.exists() else []
     log = run_dir / "log.txt"
@@ -339,7 +422,8 @@ def add_per_image(exp: Experiment, runs: Path, results: Path, threads: int, say,
         return False
     argv = evaluate_argv(run_dir, result["iw_samples"], data_root)
     say(f"{exp.name}: re-scoring for per-image estimates ({command(argv)})")
-    new = json.loads(run_logged(argv, run_dir / "log.txt", threads))
+    with runner_lock(run_dir):
+        new = json.loads(run_logged(argv, run_dir / "log.txt", threads, run_dir / "scores" / "rescored.evaluate.json"))
     result["rescored"] = {"command": command(argv), "nll_before": result["nll"], "nll_stderr_before": result["nll_stderr"]}
     result.update(nll=new["nll"], nll_stderr=new["nll_stderr"], per_image_log_px=new["per_image_log_px"])
     ckpt.write_atomic(out_json, lambda f: f.write((json.dumps(result, separators=(",", ":")) + "\n").encode()))
@@ -350,9 +434,26 @@ def add_per_image(exp: Experiment, runs: Path, results: Path, threads: int, say,
 # ----------------------------------------------------------------------------- reading the results
 
 
+PAPER_RESULT = "a result lvae.experiments.paper wrote (delete it and run make paper to make it again)"
+
+
 def load_results(results: Path = RESULTS) -> dict[str, dict[str, Any]]:
-    """Every finished experiment's JSON, by name."""
-    return {p.stem: json.loads(p.read_text()) for p in sorted(Path(results).glob("*.json"))}
+    """Every finished experiment's JSON, by name; a damaged one (not JSON, not an object, NaN, a number of the
+    wrong type: lvae.resultcheck) gives one line that names it."""
+    return {p.stem: _paper_result(read_json(p, PAPER_RESULT), p) for p in sorted(Path(results).glob("*.json"))}
+
+
+def _paper_result(r: Any, path: Path) -> dict[str, Any]:
+    """`r` if it is an object with the fields every reader sorts it by (group, variant, depth); else one line naming `path`."""
+    problem = ("it is a JSON " + type(r).__name__ + ", not an object" if not isinstance(r, dict) else
+               next((f"no {key!r} of type {kind.__name__}" for key, kind in (("group", str), ("variant", str), ("depth", int))
+                     if not isinstance(r.get(key), kind) or isinstance(r.get(key), bool)), None) or
+               (f"unknown variant {r['variant']!r}" if r["variant"] not in VARIANTS else None) or
+               next((f"{key!r} is not a list of whole numbers" for key in ("active_units", "latent_units")
+                     if key in r and not (isinstance(r[key], list) and all(isinstance(v, int) for v in r[key]))), None))
+    if problem:
+        raise ckpt.CheckpointError(f"{path}: not {PAPER_RESULT} ({problem})")
+    return r
 
 
 Arm = tuple[str, str, int]  # (group, variant, depth)
@@ -397,17 +498,18 @@ def comparison_pair(results: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lvae.experiments.paper", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="runs in parallel (one thread each by default)")
-    p.add_argument("--threads", type=int, help="torch threads per run (default: the cores shared out over --jobs); "
+    p.add_argument("--jobs", type=flags.integer(1, 256), default=max(1, min(2, os.cpu_count() or 1)),
+                   help="runs in parallel (one thread each by default)")
+    p.add_argument("--threads", type=flags.integer(1, 1024), help="torch threads per run (default: the cores shared out over --jobs); "
                                                 "1 beside another job on the machine, so the two do not oversubscribe it")
     p.add_argument("--only", nargs="*", help="experiment names to run (default: all); --list shows them")
     p.add_argument("--list", action="store_true", help="list the experiments and whether each is done")
     p.add_argument("--groups", nargs="+", choices=("sweep", "long"), default=("sweep", "long"),
                    help="which experiments: the depth sweep, the long pair (hours per run: start it when it can finish)")
-    p.add_argument("--device", help="train on this device (cuda for the long runs where a GPU is lent); the run's config.json "
+    p.add_argument("--device", type=flags.device, help="train on this device (cuda for the long runs where a GPU is lent); the run's config.json "
                                     "and its JSON's commands record it")
-    p.add_argument("--runs", type=Path, default=RUNS)
-    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--runs", type=flags.folder, default=RUNS)
+    p.add_argument("--results", type=flags.folder, default=RESULTS)
     p.add_argument("--no-estimate", action="store_true", help="skip the timing that the estimate needs")
     p.add_argument("--score-kept", action="store_true",
                    help="score the weights that unfinished long runs have kept so far (K as their budget says), then exit: "
@@ -415,11 +517,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--add-per-image", action="store_true",
                    help="re-score finished sweep runs (or the --only ones) whose JSON has no per-image estimates, so comparisons are paired")
     smoke = p.add_argument_group("smoke runs (a quick check of the pipeline; send them to another --results folder)")
-    smoke.add_argument("--epochs", type=int, help="every run's epochs (default: the sweep's and the long pair's); a long run keeps epoch 1 too")
-    smoke.add_argument("--iw-samples", type=int, help="every run's K")
-    smoke.add_argument("--data-root", type=Path)
-    smoke.add_argument("--limit", type=int, help="train on the first N images")
-    smoke.add_argument("--batch-size", type=int)
+    smoke.add_argument("--epochs", type=flags.integer(1, 100_000),
+                       help="every run's epochs (default: the sweep's and the long pair's); a long run keeps epoch 1 too")
+    smoke.add_argument("--iw-samples", type=flags.integer(1, 1_000_000), help="every run's K")
+    smoke.add_argument("--data-root", type=flags.existing_folder)
+    smoke.add_argument("--limit", type=flags.integer(1, 10_000_000), help="train on the first N images")
+    smoke.add_argument("--batch-size", type=flags.integer(1, 60000))
     a = p.parse_args(argv)
     def shrink(b: Budget) -> Budget:
         if not a.epochs:
@@ -441,10 +544,14 @@ def main(argv: list[str] | None = None) -> int:
             state = "done" if e not in pending else f"{finished_epochs(a.runs / e.name)}/{e.budget.epochs} epochs"
             print(f"{e.name:28s} {VARIANTS[e.variant].label:16s} L={e.depth} {e.budget.epochs} epochs K={e.budget.iw_samples}: {state}")
         return 0
-    if a.threads is not None and a.threads < 1:
-        print(f"error: --threads must be at least 1, got {a.threads}", file=sys.stderr)
-        return 2
     threads = a.threads or max(1, (os.cpu_count() or 1) // a.jobs)
+    with forwarding_signals():  # a Ctrl-C or SIGTERM stops the children where they can resume, and is waited for
+        code = _work(a, todo, pending, threads, train_extra)
+        return 128 + CHILDREN.stopping if CHILDREN.stopping else code
+
+
+def _work(a: argparse.Namespace, todo: list[Experiment], pending: list[Experiment], threads: int, train_extra: tuple[str, ...]) -> int:
+    """What main does once its flags are checked: score kept epochs, re-score for per-image estimates, or run what is pending."""
     if a.score_kept:
         threads = a.threads or 1  # beside a running long run: one core unless told otherwise
         done = sum(score_kept(e, a.runs, threads, lambda m: print(m, flush=True), a.data_root) for e in todo if e.group == "long")

@@ -28,6 +28,7 @@ import json
 import math
 import resource
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +37,10 @@ from typing import Any
 import torch
 
 from lvae import checkpoint as ckpt
-from lvae.experiments.paper import command, final_evaluation, finished_epochs, likelihood_score, run_logged
+from lvae import flags
+from lvae.experiments.paper import CHILDREN, command, final_evaluation, finished_epochs, forwarding_signals, likelihood_score, run_logged
 from lvae.results import save_result
+from lvae.runlock import EXIT_LOCKED, RunLocked, runner_lock
 
 ARCHS = {"wide": "paper-best", "narrow": "paper-best-narrow"}  # --arch: the result's name is its config's
 BUDGET_CORE_HOURS = 6.0
@@ -133,22 +136,32 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lvae.experiments.paper_best", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", choices=sorted(ARCHS), default="wide", help="wide: config paper-best; narrow: the paper's own widths")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per stage (default 1: the most training per CPU-core-hour)")
-    ap.add_argument("--score-threads", type=int, help="torch threads per score (default: --threads); a score is outside the "
+    ap.add_argument("--threads", type=flags.integer(1, 1024), default=1,
+                    help="torch threads per stage (default 1: the most training per CPU-core-hour)")
+    ap.add_argument("--score-threads", type=flags.integer(1, 1024), help="torch threads per score (default: --threads); a score is outside the "
                     "training budget, and K = 5000 on one thread takes about an hour for the wide model")
-    ap.add_argument("--iw-samples", type=int, default=5000, help="K of the headline score")
-    ap.add_argument("--runs", type=Path, default=Path("runs"))
-    ap.add_argument("--results", type=Path, default=Path("results"))
+    ap.add_argument("--iw-samples", type=flags.integer(1, 1_000_000), default=5000, help="K of the headline score")
+    ap.add_argument("--runs", type=flags.folder, default=Path("runs"))
+    ap.add_argument("--results", type=flags.folder, default=Path("results"))
     smoke = ap.add_argument_group("smoke runs (a quick check of the pipeline; send them to another --results folder)")
-    smoke.add_argument("--data-root", type=Path)
-    smoke.add_argument("--test-limit", type=int, help="score the first N test images only")
-    smoke.add_argument("--limit", type=int, help="train on the first N images")
-    smoke.add_argument("--batch-size", type=int)
-    smoke.add_argument("--stage-epochs", type=int, nargs=3, metavar=("MAIN", "FINETUNE", "IW"), help="each stage's epochs")
-    a = ap.parse_args(argv)
+    smoke.add_argument("--data-root", type=flags.existing_folder)
+    smoke.add_argument("--test-limit", type=flags.integer(1, 10_000_000), help="score the first N test images only")
+    smoke.add_argument("--limit", type=flags.integer(1, 10_000_000), help="train on the first N images")
+    smoke.add_argument("--batch-size", type=flags.integer(1, 60000))
+    smoke.add_argument("--stage-epochs", type=flags.integer(1, 100_000), nargs=3, metavar=("MAIN", "FINETUNE", "IW"),
+                       help="each stage's epochs")
+    a = ap.parse_args(argv)  # every flag is checked here, before the first stage trains
+    try:
+        with forwarding_signals(), runner_lock(a.runs / ARCHS[a.arch]):  # one runner per recipe, from its first stage to its result
+            code = run(a)
+            return 128 + CHILDREN.stopping if CHILDREN.stopping else code
+    except RunLocked as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_LOCKED
 
-    if min(a.threads, a.score_threads or 1) < 1:
-        ap.error("--threads and --score-threads must be at least 1")
+
+def run(a: argparse.Namespace) -> int:
+    """Train the stages, score them, and write the result (main, once the flags are checked and the recipe is held)."""
     config = ARCHS[a.arch]
     score_threads = a.score_threads or a.threads
     stages = [Stage(s.name, e, s.flags) for s, e in zip(STAGES, a.stage_epochs)] if a.stage_epochs else list(STAGES)

@@ -19,11 +19,14 @@ from pathlib import Path
 
 import torch
 
+from lvae import flags
 from lvae.config import seed_config, with_overrides
 from lvae.data import load_split
 from lvae.classifier import features, load_classifier
 from lvae.evaluation import evaluate_model, hardware, sample_quality
 from lvae.fid import frechet_distance
+from lvae.runfiles import read_json
+from lvae.errors import CheckpointError
 from lvae.training import Trainer, evaluation_inputs
 
 # name -> (what it tests, overrides as dotted config paths)
@@ -70,16 +73,20 @@ def run_variant(name: str, iw_samples: int, limit: int, out_root: Path) -> dict:
             "train_seconds": train_seconds, **row, "by_temperature": by_t}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m lvae.experiments.seed_study", description=__doc__)
     ap.add_argument("--only", nargs="*", choices=sorted(VARIANTS))
-    ap.add_argument("--iw-samples", type=int, default=100)
-    ap.add_argument("--limit", type=int, default=1000, help="test images for the likelihoods (samples use all 10,000)")
+    ap.add_argument("--iw-samples", type=flags.integer(1, 1_000_000), default=100)
+    ap.add_argument("--limit", type=flags.integer(1, 10_000), default=1000, help="test images for the likelihoods (samples use all 10,000)")
     ap.add_argument("--redo", action="store_true")
-    ap.add_argument("--out", type=Path, default=Path("results/seed-study.json"))
-    a = ap.parse_args()
-    done = json.loads(a.out.read_text()) if a.out.exists() else {"rows": []}
-    rows = {r["name"]: r for r in done["rows"]}
+    ap.add_argument("--out", type=flags.output_file(".json"), default=Path("results/seed-study.json"))
+    a = ap.parse_args(argv)
+    try:
+        done = read_json(a.out, "a seed study lvae wrote") if a.out.exists() else {"rows": []}
+        rows = {r["name"]: r for r in done["rows"]}
+    except (CheckpointError, KeyError, TypeError) as e:
+        raise SystemExit(f"error: {e if isinstance(e, CheckpointError) else f'{a.out}: not a seed study lvae wrote ({e!r})'}; "
+                         "restore it, or move it away to start again") from None
     if "fid_train_vs_test" not in done:  # the floor: real training digits against the test digits
         judge = load_classifier()
         done["fid_train_vs_test"] = frechet_distance(features(judge, load_split("mnist", "train").images[:10000]),

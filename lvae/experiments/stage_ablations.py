@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from lvae import checkpoint as ckpt
+from lvae import flags
 from lvae.cli import build_parser, finetune_config
 from lvae.config import RunConfig, validate
 from lvae.data import load_split
@@ -84,16 +85,14 @@ def train_arm(arm: StageArm, seed: int, base_dir: Path, run_dir: Path, epochs: i
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m lvae.experiments.stage_ablations", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=8, help="epochs of every arm")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--iw-samples", type=int, default=100)
-    ap.add_argument("--limit", type=int, default=2000)
-    ap.add_argument("--base-cpu-seconds", type=float, default=240.0, help="the base's training CPU (the equal-CPU ablation's)")
-    ap.add_argument("--base-epochs", type=int, default=16, help="the base's schedule horizon (the equal-CPU ablation's)")
-    ap.add_argument("--out", type=Path, default=Path("results/paper-ablations-stages.json"))
+    ap.add_argument("--epochs", type=flags.integer(1, 10_000), default=8, help="epochs of every arm")
+    ap.add_argument("--seeds", type=flags.integer(1, 100), default=3)
+    ap.add_argument("--iw-samples", type=flags.integer(1, 1_000_000), default=100)
+    ap.add_argument("--limit", type=flags.integer(1, 10_000), default=2000)
+    ap.add_argument("--base-cpu-seconds", type=flags.real(above=0.0), default=240.0, help="the base's training CPU (the equal-CPU ablation's)")
+    ap.add_argument("--base-epochs", type=flags.integer(1, 10_000), default=16, help="the base's schedule horizon (the equal-CPU ablation's)")
+    ap.add_argument("--out", type=flags.output_file(".json"), default=Path("results/paper-ablations-stages.json"))
     a = ap.parse_args(argv)
-    if a.epochs < 1 or a.seeds < 1:
-        raise SystemExit(f"error: --epochs and --seeds must be at least 1, got {a.epochs} and {a.seeds}")
     base_args = argparse.Namespace(epochs=a.base_epochs, equal_cpu_seconds=a.base_cpu_seconds, iw_samples=a.iw_samples)
     train, test = load_split("mnist", "train"), load_split("mnist", "test")
     x = evaluation_inputs(test.head(a.limit), "bernoulli")
