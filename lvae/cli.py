@@ -18,6 +18,7 @@ import torch
 
 from lvae import checkpoint as ckpt
 from lvae.config import DATASETS, WARMUP_FLAGS, ConfigError, RunConfig
+from lvae import flags
 from lvae.data import DataError, default_root, fetch, load_split
 from lvae.recipes import NAMED_CONFIGS, named_config
 from lvae.runlock import EXIT_LOCKED, RunLocked, run_lock
@@ -25,6 +26,10 @@ from lvae.runstate import RESUMABLE_FIELDS
 from lvae.settings import LADDER_ONLY_FIELDS, config_flags, parse_setting, put, validate
 
 RUN_FILES = ("config.json", "history.jsonl", "epochs.jsonl", ckpt.LATEST)
+MAX_SAMPLES = 10_000  # sample --n: a 100 x 100 grid; more is not a picture (and 10**8 is 80 GB)
+MAX_IW_SAMPLES = 1_000_000  # evaluate --iw-samples: each image's K log-weights are held at once (8 MB at this bound)
+MAX_CHUNK = 10_000_000  # evaluate --chunk: rows per pass; a pass holds a few dozen activations of this many rows
+MAX_IMAGES = 10_000_000  # --limit: more images than any split holds
 
 
 # ----------------------------------------------------------------------------- train
@@ -257,7 +262,12 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     result = evaluate_run(a.run_dir, iw_samples=a.iw_samples, split=a.split, chunk=a.chunk, limit=a.limit,
                           prior_samples=a.prior_samples, seed=a.seed, data_root=a.data_root, progress=not a.no_progress,
                           epoch=a.epoch)
-    print(json.dumps(result) if a.json else format_report(result))
+    if a.out:  # first: the result is safe on disk before anything is printed to a pipe that may be gone
+        ckpt.write_atomic(a.out, lambda f: f.write((json.dumps(result) + "\n").encode()))
+    try:
+        print(json.dumps(result) if a.json else format_report(result), flush=True)
+    except BrokenPipeError:  # the reader has gone (its runner was stopped); the result is in --out, if given
+        sys.stdout = open(os.devnull, "w")
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -268,32 +278,40 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_args(sub.add_parser("train", help="train a model into a run folder"))
     s = sub.add_parser("sample", help="draw samples from a trained run")
-    s.add_argument("run_dir", type=Path, help="a run folder, or a weights file (results/NAME.pt)")
-    s.add_argument("--n", type=int, default=64)
-    s.add_argument("--temperature", type=float, default=1.0)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", type=Path, help="PNG (default RUN_DIR/samples.png, or NAME-samples.png beside a weights file)")
+    s.add_argument("run_dir", type=flags.existing_path, help="a run folder, or a weights file (results/NAME.pt)")
+    s.add_argument("--n", type=flags.integer(1, MAX_SAMPLES), default=64, help=f"samples in the grid (1 to {MAX_SAMPLES})")
+    s.add_argument("--temperature", type=flags.real(low=0.0, high=10.0), default=1.0, help="scale of the prior's noise (0 to 10)")
+    s.add_argument("--seed", type=flags.seed, default=0)
+    s.add_argument("--out", type=flags.output_file(".png"),
+                   help="PNG (default RUN_DIR/samples.png, or NAME-samples.png beside a weights file)")
     d = sub.add_parser("data", help="fetch a dataset into the cache")
     d.add_argument("--dataset", choices=DATASETS, default="mnist")
-    d.add_argument("--root", type=Path)
+    d.add_argument("--root", type=flags.folder)
     d.add_argument("--source", choices=("auto", "online", "offline"), default="auto")
     c = sub.add_parser("classifier", help="train the digit classifier that judges samples (lvae/assets)")
-    c.add_argument("--epochs", type=int, default=4)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--data-root", type=Path)
-    c.add_argument("--out", type=Path, help="weights file (default: the package's lvae/assets/mnist_classifier.pt)")
+    c.add_argument("--epochs", type=flags.integer(1, 1000), default=4)
+    c.add_argument("--seed", type=flags.seed, default=0)
+    c.add_argument("--data-root", type=flags.existing_folder)
+    c.add_argument("--out", type=flags.output_file(".pt"), help="weights file (default: the package's lvae/assets/mnist_classifier.pt)")
     c.add_argument("--no-progress", action="store_true")
     e = sub.add_parser("evaluate", help="ELBO, importance-weighted NLL, KL and active units per layer, sample quality")
-    e.add_argument("run_dir", type=Path, help="a run folder, or a weights file (results/NAME.pt)")
-    e.add_argument("--iw-samples", type=int, default=1000, metavar="K", help="importance samples per image (default 1000)")
+    e.add_argument("run_dir", type=flags.existing_path, help="a run folder, or a weights file (results/NAME.pt)")
+    e.add_argument("--iw-samples", type=flags.integer(1, MAX_IW_SAMPLES), default=1000, metavar="K",
+                   help=f"importance samples per image (default 1000, at most {MAX_IW_SAMPLES:,})")
     e.add_argument("--split", choices=("test", "train"), default="test")
-    e.add_argument("--chunk", type=int, help="rows (images x samples) per top-down pass: bounds memory (default: ~4 MB activations)")
-    e.add_argument("--limit", type=int, help="evaluate on the first N images only")
-    e.add_argument("--prior-samples", type=int, default=10000, help="samples for the class histogram and FID (0: skip)")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--epoch", type=int, help="score the weights the run kept at the end of this epoch (train --keep-epochs), not its latest")
-    e.add_argument("--data-root", type=Path)
+    e.add_argument("--chunk", type=flags.integer(1, MAX_CHUNK),
+                   help="rows (images x samples) per top-down pass: bounds memory (default: 16 MB activations; docs/robustness.md)")
+    e.add_argument("--limit", type=flags.integer(1, MAX_IMAGES), help="evaluate on the first N images only")
+    e.add_argument("--prior-samples", type=flags.integer(0, MAX_SAMPLES * 10), default=10000,
+                   help="samples for the class histogram and FID (0: skip)")
+    e.add_argument("--seed", type=flags.seed, default=0)
+    e.add_argument("--epoch", type=flags.integer(1, 10**6),
+                   help="score the weights the run kept at the end of this epoch (train --keep-epochs), not its latest")
+    e.add_argument("--data-root", type=flags.existing_folder)
     e.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    e.add_argument("--out", type=flags.output_file(".json"),
+                   help="also write the JSON result to this file (atomically): a runner reads it there, so a result never "
+                        "depends on a pipe that its reader may have closed")
     e.add_argument("--no-progress", action="store_true")
     return parser
 
