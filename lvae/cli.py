@@ -261,7 +261,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
     result = evaluate_run(a.run_dir, iw_samples=a.iw_samples, split=a.split, chunk=a.chunk, limit=a.limit,
                           prior_samples=a.prior_samples, seed=a.seed, data_root=a.data_root, progress=not a.no_progress,
-                          epoch=a.epoch)
+                          epoch=a.epoch, compile=a.compile)
     if a.out:  # first: the result is safe on disk before anything is printed to a pipe that may be gone
         ckpt.write_atomic(a.out, lambda f: f.write((json.dumps(result) + "\n").encode()))
     try:
@@ -308,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--epoch", type=flags.integer(1, 10**6),
                    help="score the weights the run kept at the end of this epoch (train --keep-epochs), not its latest")
     e.add_argument("--data-root", type=flags.existing_folder)
+    e.add_argument("--compile", action="store_true",
+                   help="run the importance-weighted passes through torch.compile (kernels cached; eager if no C++ compiler works)")
     e.add_argument("--json", action="store_true", help="one JSON object on stdout")
     e.add_argument("--out", type=flags.output_file(".json"),
                    help="also write the JSON result to this file (atomically): a runner reads it there, so a result never "

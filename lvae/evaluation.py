@@ -120,13 +120,18 @@ class IWEstimate:
 
 @torch.no_grad()
 def iw_log_likelihood(model: HierarchicalModel, x_all: Tensor, k: int, likelihood: str, output_variance: float = 0.5,
-                      chunk: int | None = None, progress: bool = False) -> IWEstimate:
-    """The importance-weighted estimate of log p(x) over a whole split, in nats per image."""
+                      chunk: int | None = None, progress: bool = False, compile: bool = False) -> IWEstimate:
+    """The importance-weighted estimate of log p(x) over a whole split, in nats per image. `compile`: the passes run
+    through torch.compile (lvae.compiling; eager, said in one line, where no C++ compiler works)."""
     if k < 1:
         raise ValueError(f"the number of importance samples must be >= 1, got {k}")
     model = folded_for_inference(model)  # an eval-mode copy, batch norm folded into the layers before it
     device = next(model.parameters()).device
     chunk = chunk or auto_chunk(model, x_all[:1].to(device))
+    if compile:  # after sizing the chunk on the plain model
+        from lvae.compiling import compiled
+
+        model = compiled(model, "the importance-weighted evaluation")
     images_per_batch = max(1, min(len(x_all), chunk // k)) if k < chunk else 1
     n = len(x_all)
     per_image = torch.empty(n, dtype=torch.float64)  # (N,): filled in place, so no per-image tensor is kept
@@ -248,13 +253,13 @@ def sample_quality(model: HierarchicalModel, reference: Tensor, n: int = 10000, 
 
 def evaluate_model(model: HierarchicalModel, x_eval: Tensor, reference: Tensor, likelihood: str, output_variance: float = 0.5,
                    iw_samples: int = 1000, chunk: int | None = None, prior_samples: int = 10000, seed: int = 0,
-                   progress: bool = False) -> dict[str, Any]:
+                   progress: bool = False, compile: bool = False) -> dict[str, Any]:
     """All metrics for one model on one split. `x_eval` is what the likelihood scores
     (fixed binarization for Bernoulli), `reference` the continuous images FID compares with."""
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     elbo = split_elbo(model, x_eval, likelihood, output_variance)
-    iw = iw_log_likelihood(model, x_eval, iw_samples, likelihood, output_variance, chunk, progress)
+    iw = iw_log_likelihood(model, x_eval, iw_samples, likelihood, output_variance, chunk, progress, compile)
     active, units, _ = active_units(model, x_eval)
     result: dict[str, Any] = {
         "elbo": elbo["elbo"],
@@ -267,6 +272,7 @@ def evaluate_model(model: HierarchicalModel, x_eval: Tensor, reference: Tensor, 
         "per_image_elbo": [round(v, 4) for v in iw.per_image_elbo.tolist()],
         "iw_samples": iw.iw_samples,
         "iw_chunk": iw.chunk,
+        "iw_compiled": compile,
         "kl_per_layer": elbo["kl"],
         "kl_units": elbo["kl_units"],
         "latent_layers": model.latent_layers,
@@ -284,7 +290,7 @@ def evaluate_model(model: HierarchicalModel, x_eval: Tensor, reference: Tensor, 
 
 def evaluate_run(run_dir: Path, iw_samples: int = 1000, split: str = "test", chunk: int | None = None, limit: int | None = None,
                  prior_samples: int = 10000, seed: int = 0, data_root: Path | None = None, progress: bool = True,
-                 epoch: int | None = None) -> dict[str, Any]:
+                 epoch: int | None = None, compile: bool = False) -> dict[str, Any]:
     """`python -m lvae evaluate`: load a run folder's latest checkpoint (or the weights it kept at the
     end of `epoch`), or a weights file (lvae.weights), and measure everything."""
     from lvae.config import ConfigError
@@ -298,7 +304,7 @@ def evaluate_run(run_dir: Path, iw_samples: int = 1000, split: str = "test", chu
     if cfg.train.dataset != "mnist":
         prior_samples = 0  # the judge knows digits only
     result = evaluate_model(model, evaluation_inputs(data, cfg.model.likelihood), data.images, cfg.model.likelihood,
-                            cfg.model.output_variance, iw_samples, chunk, prior_samples, seed, progress)
+                            cfg.model.output_variance, iw_samples, chunk, prior_samples, seed, progress, compile)
     return {"run": str(run_dir), **({"epoch": epoch} if epoch is not None else {}), "config": cfg.name, "model_kind": cfg.model_kind, "dataset": cfg.train.dataset,
             "likelihood": cfg.model.likelihood, "split": split, **result, "hardware": hardware()}
 
