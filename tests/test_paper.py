@@ -416,11 +416,14 @@ def test_the_readme_headline_block_lists_each_claim_and_the_best_nll(tmp_path):
     write_results(tmp_path / "paper", {})
     (tmp_path / "paper-best.json").write_text(json.dumps(paper_best_json(nll=81.6, nll_stderr=0.05)))
     lines = docs.summary(tmp_path).splitlines()
-    assert len(lines) == len(claims.paper_claims(paper.load_results(tmp_path / "paper"))) + 2  # every claim, paper-best, the best NLL
+    extra = docs.costs(tmp_path) + docs.seed_winners(tmp_path)  # what the runs cost, which seed model wins: rendered after
+    assert len(lines) == len(claims.paper_claims(paper.load_results(tmp_path / "paper"))) + 2 + len(extra)  # every claim, paper-best, the best NLL
     assert f"- {LADDER}: **LVAE + BN + WU better at 4 of 4 depths, VAE + BN + WU better at 0, no difference at 0**" in lines
-    assert lines[-2].endswith("**reproduced**")  # 81.6 ± 0.05 is below the paper's 81.74 beyond doubt
-    assert lines[-1] == ("- Best NLL in this repo: **81.60 ± 0.05 nats** (`paper-best`, K = 5000, 5.50 CPU-core-hours in 2 stages, one seed) beside the paper's "
-                         "82.12 (81.84 fine-tuned, 81.74 fine-tuned with the IW bound)")
+    best = lines.index(next(l for l in lines if l.startswith("- Best NLL")))
+    assert lines[best - 1].endswith("**reproduced**")  # 81.6 ± 0.05 is below the paper's 81.74 beyond doubt
+    assert lines[best] == ("- Best NLL in this repo: **81.60 ± 0.05 nats** (`paper-best`, the 5-layer ladder at twice the paper's width, "
+                           "K = 5000, 5.50 CPU-core-hours in 2 stages, one seed) beside the paper's "
+                           "82.12 (81.84 fine-tuned, 81.74 fine-tuned with the IW bound)")
 
 
 def test_paper_best_takes_bf16_and_the_moving_average_exactly_when_the_equal_cpu_ablation_kept_them():
