@@ -17,10 +17,9 @@
 # with the decoder's opinion on the way down (notebook 02).
 #
 # The model is the `seed` configuration: a conv rung whose latent keeps a 7×7 spatial
-# shape with 8 channels, and a dense rung with a 16-unit top latent. At full size its
-# weights load from the committed `results/seed-lvae.pt` (`python -m lvae.results save`
-# wrote them); with `LVAE_FAST=1`, or where that file is missing, a small run is trained
-# into `runs/` on first use and reused after.
+# shape with 8 channels, and a dense rung with a 16-unit top latent. Its trained weights are
+# committed as `results/seed-lvae.pt` (`python -m lvae.results save` wrote them), and the core's
+# loader, `lvae.weights.load_trained`, reads them back with the config they were trained with.
 
 # %%
 # %matplotlib inline
@@ -28,27 +27,37 @@ import torch
 from IPython.display import display
 
 from lvae.report import figures, plots
-from lvae.experiments import runs
+from lvae.experiments.runs import ROOT  # the repository: the notebooks run from notebooks/
+from lvae.data import load_split
+from lvae.elementwise import softplus
 from lvae.latents import GaussianHead
 from lvae.model import LadderVAE
+from lvae.weights import load_trained
 
 torch.set_grad_enabled(False)  # inference only: no autograd graphs
-results = runs.Results()  # full size; LVAE_FAST=1 makes everything small (the tests use it)
-model = results.headline_model("LVAE")
-test = results.data.test
+cfg, model = load_trained(ROOT / "results" / "seed-lvae.pt")  # (RunConfig, model in eval mode)
+test = load_split("mnist", "test", ROOT / "data")
 x, labels = test.images[:16], test.labels[:16]  # (16, 1, 28, 28), (16,)
-print(f"budget: {'fast' if runs.fast_mode() else 'full'}; {sum(p.numel() for p in model.parameters()):,} parameters")
+print(f"{cfg.name}: {cfg.train.epochs} epochs; {sum(p.numel() for p in model.parameters()):,} parameters")
 model
 
 # %% [markdown]
 # ## The pass, in the package's own lines
 #
-# This is the whole of `LadderVAE.bottom_up`: rung $k$'s block turns the features below
-# into $d_k = \mathrm{up}_k(d_{k-1})$ (with $d_{-1} = x$), and its head reads the encoder's
-# Gaussian off $d_k$.
+# `LadderVAE.bottom_up` keeps the Gaussians of `bottom_up_features`, which also hands back
+# the features each was read from:
 
 # %%
 figures.source(LadderVAE.bottom_up)
+
+# %% [markdown]
+# Rung $k$'s block turns what is below into $d_k = \mathrm{up}_k(d_{k-1})$ (with
+# $d_{-1} = x$), and its head reads the encoder's Gaussian off $d_k$. In the seed model the
+# next block reads $d_k$ itself; in the paper code's setup (`ladder_up = "mean"`,
+# `reads_means`) it reads the Gaussian's mean $\hat\mu_k$ instead.
+
+# %%
+figures.source(LadderVAE.bottom_up_features)
 
 # %% [markdown]
 # The seed model has two rungs, so the loop runs twice. Here it is one line at a time, on
@@ -77,7 +86,7 @@ figures.source(GaussianHead.forward)
 # %%
 head = model.enc_heads[1]
 mu, raw = head.net(d1).chunk(2, dim=1)  # (16, 16) each
-var = torch.nn.functional.softplus(raw) + head.var_floor
+var = softplus(raw) + head.var_floor  # the package's softplus (lvae.elementwise), as the head uses
 for name, t in {"raw": raw, "softplus(raw) + floor": var, "stored logvar": q1.logvar, "stored mu": q1.mu}.items():
     print(f"{name:>21}  {t[0, :4].numpy().round(3)}")
 assert torch.equal(mu, q1.mu) and torch.allclose(var.log(), q1.logvar)
@@ -127,7 +136,7 @@ plots.dense_latent(top.mu, top.logvar, labels=labels, title="q̂(z_top|x) for th
 # %%
 again = model.bottom_up(x)
 identical = all(torch.equal(a.mu, b.mu) and torch.equal(a.logvar, b.logvar) for a, b in zip(encoder, again))
-torch.manual_seed(runs.SEED)  # fixed, so the printed difference is the same on every run
+torch.manual_seed(0)  # fixed, so the printed difference is the same on every run
 first, second = model(x), model(x)
 full_pass_gap = (first.x_mean - second.x_mean).abs().max().item()
 assert identical and full_pass_gap > 0

@@ -27,27 +27,38 @@ import torch
 from IPython.display import display
 
 from lvae.report import figures, plots
-from lvae.experiments import runs
+from lvae.experiments.runs import ROOT  # the repository: the notebooks run from notebooks/
+from lvae.data import load_split
 from lvae.latents import Gaussian, merge_gaussians
 from lvae.losses import kl_per_layer
 from lvae.model import LadderVAE
+from lvae.weights import load_trained
 
 torch.set_grad_enabled(False)  # inference only: no autograd graphs
-results = runs.Results()  # LVAE_FAST=1 makes everything small (the tests use it)
-model = results.headline_model("LVAE")
-torch.manual_seed(runs.SEED)
-x, labels = results.data.test.images[:64], results.data.test.labels[:64]  # (64, 1, 28, 28)
+SEED = 0  # every draw below starts from it, so the printed numbers are the same on every run
+cfg, model = load_trained(ROOT / "results" / "seed-lvae.pt")  # the committed seed LVAE, in eval mode
+test = load_split("mnist", "test", ROOT / "data")
+x, labels = test.images[:64], test.labels[:64]  # (64, 1, 28, 28)
 
 # %% [markdown]
 # ## The pass, in the package's own lines
 #
 # This is the whole of `LadderVAE.top_down`. It takes the encoder's Gaussians from the
 # bottom-up pass (notebook 01), samples the top, and walks down; each layer is kept as a
-# `LatentSample`: the merged posterior `q`, the prior `p`, the draw `z` and the encoder's
-# own `q_hat`.
+# `LatentSample`: the posterior `q`, the prior `p`, the draw `z` and the encoder's own `q_hat`.
 
 # %%
 figures.source(LadderVAE.top_down)
+
+# %% [markdown]
+# `posterior` forms $q(z_k\mid z_{k+1}, x)$. The ladder's own way, and the seed model's
+# (`ladder_merge = "precision"`), is the last line: the precision-weighted merge of $\hat q$
+# with a top-down Gaussian, which is the prior itself when inference shares the decoder's
+# path (`merge_partner`; the paper code's setup gives inference a path of its own). The other
+# two branches are the factor study's alternatives (`docs/fidelity.md`).
+
+# %%
+figures.source(LadderVAE.posterior)
 
 # %% [markdown]
 # The seed model has two layers, so below the top the loop runs once, for $k = 0$. One line
@@ -60,7 +71,7 @@ figures.source(LadderVAE.top_down)
 
 # %%
 encoder = model.bottom_up(x)
-torch.manual_seed(runs.SEED)
+torch.manual_seed(SEED)
 top = encoder[-1]  # q̂(z_1 | x), also the top's posterior
 z1 = top.sample()  # (64, 16)
 p0, q_hat0 = model.prior(0, z1), encoder[0]  # p(z_0 | z_1) and q̂(z_0 | x), each (64, 8, 7, 7)
@@ -77,7 +88,7 @@ figures.layer_table(model, [p0, Gaussian.standard(z1)])  # the priors: p(z_0 | z
 # (notebook 03) charges each layer the KL of its posterior from its prior.
 
 # %%
-torch.manual_seed(runs.SEED)
+torch.manual_seed(SEED)
 out = model.top_down(encoder)
 assert torch.equal(out.x_logits, x_logits) and torch.equal(out.latents[0].z, z0) and torch.equal(out.latents[1].z, z1)
 for s, kl in zip(out.latents, kl_per_layer(out)):
@@ -135,7 +146,7 @@ plots.merge_weights(batch_view["logvar_q"], batch_view["logvar_p"])
 # samples do.
 
 # %%
-torch.manual_seed(runs.SEED)
+torch.manual_seed(SEED)
 first, second = model(x[:12]).x_mean, model(x[:12]).x_mean
 plots.image_rows({"data": x[:12], "pass 1": first, "pass 2": second})
 
@@ -171,10 +182,14 @@ figures.source(model.sample_below)
 # %%
 from lvae.report.widgets import LayerExplorer
 
-LayerExplorer(model, results.data.test.images[:1])
+LayerExplorer(model, test.images[:1])
 
 # %% [markdown]
-# Every row at once (the figure `make figures` draws):
+# Every row at once: `layer_resamples` keeps the digit's draws above each layer and redraws the rest
+# (the figure `make figures` draws as `figures/layers_seed.png`).
 
 # %%
-figures.fig_layers_seed(results)
+figures.source(figures.layer_resamples)
+
+# %%
+plots.image_rows(figures.layer_resamples(model, test.images[:1]), title="What each layer holds: the seed LVAE")

@@ -45,3 +45,26 @@ def test_notebooks_run_in_fast_mode(tmp_path):
     elapsed = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     print(f"four notebooks in fast mode: {elapsed:.0f} s")
+
+
+def test_notebooks_load_weights_with_the_core_loader():
+    """Trained weights come through lvae.weights.load_trained, not through the experiments wing's Results."""
+    for source in SOURCES:
+        text = source.read_text()
+        assert "headline_model" not in text and "results.model(" not in text, f"{source.name} loads weights through runs.Results"
+    loaders = [s.stem for s in SOURCES if "load_trained(" in s.read_text()]
+    assert loaders == ["01_deterministic_encoder_pass", "02_stochastic_decoder_pass", "04_lvae_vs_vae"]
+
+
+def test_notebook_03s_run_of_todays_setup_is_the_studys_per_epoch_run_with_the_paper_codes_choices():
+    from lvae.config import FIRST_SETUP_MODEL, FIRST_SETUP_TRAIN, paper_config
+    from lvae.experiments import runs
+
+    study = runs.warmup_study(runs.FULL)["per epoch"].to_dict()
+    today = runs.todays_warmup(runs.FULL).to_dict()
+    paper = paper_config().to_dict()
+    first = {("model", k) for k in FIRST_SETUP_MODEL} | {("train", k) for k in FIRST_SETUP_TRAIN}
+    changed = {(section, k) for section in ("model", "train") for k in today[section] if today[section][k] != study[section][k]}
+    assert changed and changed <= first  # only the setup's fields differ, and some do
+    assert all(today[section][k] == paper[section][k] for section, k in first)  # today's values are the `paper` recipe's
+    assert today["objective"] == study["objective"] and today["name"] == "warmup-epoch-paper"
