@@ -62,7 +62,7 @@ def setting(default: Any = MISSING, help: str = "", *, flag: str | None = None, 
 
     flag: the `train` flag that sets it (none: `--set FIELD=VALUE` only); label: its name in error
     messages (default: the field's); check: "positive" (an integer >= 1), ">0" or ">=0" (a finite
-    number), on top of what its type says; only_for: the model kinds that read it (another refuses it).
+    number), "seed" (0 .. 2**63 - 1), on top of what its type says; only_for: the model kinds that read it (another refuses it).
     """
     meta = {k: v for k, v in dict(help=help, flag=flag, label=label, check=check, metavar=metavar, only_for=only_for).items()
             if v is not None}
@@ -194,7 +194,7 @@ class TrainConfig:
     # rates and betas it has already used; see `horizon`.
     schedule_epochs: int | None = setting(None, "the epochs the cosine lr and a whole-run warm-up span (None: not fixed yet)",
                                           check="positive")
-    seed: int = setting(0, "seed of the weights, the data order and the noise", flag="--seed")
+    seed: int = setting(0, "seed of the weights, the data order and the noise", flag="--seed", check="seed")
     device: str = setting("cpu", "cpu or cuda[:N]", flag="--device")
     dataset: DatasetName = setting("mnist", "dataset", flag="--data")
     limit: int | None = setting(None, "train on the first N images only", flag="--limit", check="positive")

@@ -31,13 +31,12 @@ from torch import Tensor
 
 from lvae.allocator import keep_freed_memory, return_freed_memory
 from lvae.classifier import class_histogram, features, kl_to_uniform, load_classifier, predict
-from lvae.data import load_split
+from lvae.data import evaluation_inputs, load_split
 from lvae.fid import frechet_distance
 from lvae.fusion import folded_for_inference
-from lvae.losses import log_weights
+from lvae.losses import log_weights, split_elbo
 from lvae.model import HierarchicalModel
 from lvae.progress import progress_bar
-from lvae.training import evaluation_inputs, split_elbo
 from lvae.weights import load_trained
 
 ACTIVE_THRESHOLD = 0.01

@@ -256,20 +256,18 @@ class LadderVAE(HierarchicalModel):
         """Units of t_k, the top-down features that the head of p(z_k | z_{k+1}) reads."""
         return math.prod(self.prior_heads[k].in_shape)
 
-    def bottom_up(self, x: Tensor) -> list[Gaussian]:
-        """Deterministic pass: every encoder q_hat(z_k | x) = N(mu_hat, var_hat), bottom first. No sampling."""
-        return self.bottom_up_features(x)[0]
-
-    def bottom_up_features(self, x: Tensor) -> tuple[list[Gaussian], list[Tensor]]:
-        """The bottom-up pass's Gaussians and the features d_k each was read from."""
-        h, out, features = x, [], []
+    def bottom_up(self, x: Tensor, features: list[Tensor] | None = None) -> list[Gaussian]:
+        """Deterministic pass: every encoder q_hat(z_k | x) = N(mu_hat, var_hat), bottom first. No sampling.
+        `features`, if given, collects each d_k (what the "concat" merge reads)."""
+        h, out = x, []
         for block, head in zip(self.up, self.enc_heads):
             h = block(h)
-            features.append(h)
+            if features is not None:
+                features.append(h)
             out.append(head(h))
             if self.reads_means:
                 h = out[-1].mu
-        return out, features
+        return out
 
     def merge_partner(self, k: int, z_above: Tensor, prior: Gaussian) -> Gaussian:
         """The top-down Gaussian that q_hat(z_k | x) is merged with: the prior, or the inference path's own."""
@@ -302,10 +300,11 @@ class LadderVAE(HierarchicalModel):
         return ModelOutput(self.decode(z), latents)
 
     def forward(self, x: Tensor, repeats: int = 1) -> ModelOutput:
-        encoder, features = self.bottom_up_features(x)
+        features: list[Tensor] | None = [] if self.config.ladder_merge == "concat" else None
+        encoder = self.bottom_up(x, features)
         if repeats > 1:
             encoder = [g.expand(repeats) for g in encoder]
-            features = [f.repeat_interleave(repeats, 0) for f in features] if self.config.ladder_merge == "concat" else features
+            features = [f.repeat_interleave(repeats, 0) for f in features] if features is not None else None
         return self.top_down(encoder, features=features)
 
 

@@ -97,6 +97,9 @@ def check_setting(s: Setting, value: Any) -> None:
         raise ConfigError(f"{what} must be true or false, got {value!r}")
     if check == "positive":
         _positive_int(value, what)
+    elif check == "seed":  # torch, numpy and Python all take it: 0 <= seed < 2**63
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+            raise ConfigError(f"{what} must be an integer from 0 to 2**63 - 1, got {value!r}")
     elif check in (">=0", ">0"):
         _finite(value, what, 0.0 if check == ">=0" else None)
         if check == ">0" and value <= 0:

@@ -30,6 +30,7 @@ from lvae import distributed as dist_utils
 from lvae.batchnorm import recompute_batch_norm
 from lvae.config import ConfigError, RunConfig
 from lvae.data import Split, evaluation_inputs, model_inputs
+from lvae.compiling import compile_seconds, compiled
 from lvae.latents import noise_from
 from lvae.losses import objective_loss, split_elbo
 from lvae.model import HierarchicalModel, build_model, use_fast_layout
@@ -103,7 +104,7 @@ class Trainer(RunState):
         self.ema = moving_average(self.model, t.ema_decay) if t.ema_decay is not None else None
         self.net = self.dist.wrap(self.model)
         if t.compile:
-            self.net = torch.compile(self.net)
+            self.net = compiled(self.net)  # lvae.compiling: kernels cached across runs; eager, in one line, without a C++ compiler
         self.optimizer = make_optimizer(self.model.parameters(), t.lr, self.device, t.adam_eps)
         # On a GPU the training images live on the device and are binarized there: no copy per step.
         self.binarize_gen = torch.Generator(self.device if self.device.type == "cuda" else "cpu").manual_seed(t.seed + 1 + self.dist.rank)
@@ -223,6 +224,8 @@ class Trainer(RunState):
                         self.test_cpu_seconds += cpu_clock() - tc0
                         row.update(last_eval)
                     row["cpu_seconds"] = cpu_clock() - cpu0  # this process's CPU, every thread, the test pass included: CPU budgets
+                    if cfg.train.compile:  # seconds this process has spent compiling so far (in `seconds` too)
+                        row["compile_seconds"] = compile_seconds()
                     self.log_epoch(row)
                     if self.progress and "elbo" in row:
                         print_line(f"epoch {s.epoch + 1}: test ELBO {last_eval['elbo']:.2f} nats "

@@ -44,8 +44,8 @@ model
 # %% [markdown]
 # ## The pass, in the package's own lines
 #
-# `LadderVAE.bottom_up` keeps the Gaussians of `bottom_up_features`, which also hands back
-# the features each was read from:
+# `LadderVAE.bottom_up`, the whole pass (the `features` list is for the factor study's
+# "concat" merge, which reads each $d_k$; the seed model passes none):
 
 # %%
 figures.source(LadderVAE.bottom_up)
@@ -55,9 +55,6 @@ figures.source(LadderVAE.bottom_up)
 # $d_{-1} = x$), and its head reads the encoder's Gaussian off $d_k$. In the seed model the
 # next block reads $d_k$ itself; in the paper code's setup (`ladder_up = "mean"`,
 # `reads_means`) it reads the Gaussian's mean $\hat\mu_k$ instead.
-
-# %%
-figures.source(LadderVAE.bottom_up_features)
 
 # %% [markdown]
 # The seed model has two rungs, so the loop runs twice. Here it is one line at a time, on

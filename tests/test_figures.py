@@ -184,5 +184,5 @@ def test_source_shows_the_package_code_not_a_copy():
     from lvae.model import LadderVAE
 
     code = figures.source(LadderVAE.bottom_up)
-    assert code.data.startswith("def bottom_up(self, x: Tensor)")  # a method, dedented to read as a function
+    assert code.data.startswith("def bottom_up(self, x: Tensor")  # a method, dedented to read as a function
     assert "out.append(head(h))" in code.data and code.language == "python"

@@ -110,3 +110,8 @@ if __name__ == "__main__":
     for m, deps in sorted(import_graph().items()):
         print(f"{m} -> {', '.join(sorted(deps)) or '(nothing)'}")
     print("cycles:", cycles(import_graph()) or "none")
+
+
+def test_evaluation_does_not_import_training():
+    """Scoring a model needs the losses and the data, never the training loop (issue 31)."""
+    assert "lvae.training" not in import_graph()["lvae.evaluation"]

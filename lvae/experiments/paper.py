@@ -97,7 +97,7 @@ class Experiment:
         argv = ["train", "--config", "paper", "--model", v.model, "--depth", str(self.depth), "--seed", str(self.seed),
                 "--epochs", str(self.budget.epochs), "--out", str(run_dir), "--no-progress", *extra]
         argv += ["--batch-norm"] if v.batch_norm else ["--no-batch-norm"]
-        argv += ["--warmup", str(self.budget.warmup_epochs)] if v.warmup else ["--beta-schedule", "constant"]
+        argv += ["--warmup-epochs", str(self.budget.warmup_epochs)] if v.warmup else ["--beta-schedule", "constant"]
         kept = [e for e in self.budget.keep_epochs if e <= self.budget.epochs]
         argv += ["--keep-epochs", *map(str, kept)] if kept else []
         argv += ["--test-every", str(self.budget.test_every)] if self.budget.test_every > 1 else []

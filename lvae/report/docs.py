@@ -266,7 +266,8 @@ def factor_section(results_dir: Path = RESULTS) -> str:
     total = len(factors.experiments())
     hours = sum(r["train_seconds"] for r in done) / 3600
     lines = [f"Runs finished: **{len(done)} of {total}**{'' if len(done) == total else ' (partial: an arm below 3 seeds gets no verdict)'}; "
-             f"their training took {hours:.1f} CPU-core-hours on one thread each (`python -m lvae.experiments.factors`, "
+             f"their training steps took {hours:.1f} h of wall-clock time, one thread each (a shared machine's wall time: an upper "
+             f"bound on their CPU time; `python -m lvae.experiments.factors`, "
              f"`results/factors/*.json`). Changes are NLL(arm) − NLL(baseline) in nats, K = {paper.SWEEP.iw_samples}, paired by seed "
              f"and image against the committed sweep (`results/paper/sweep-L5-*-bn-wu-s*.json`); 95 % intervals include the spread "
              f"across training seeds. The gap is NLL(LVAE) − NLL(VAE): a positive change means the reverted detail carried part of "

@@ -27,11 +27,14 @@ def forest(arms: list[ArmEffect], title: str) -> Figure:
                         capsize=2.5, lw=1.2, label=label if first else None)
             first = False
     ax.axvline(0, color="0.4", lw=0.8)
+    low, high = ax.get_xlim()
+    pad = 0.1 * max(high - low, 0.1)
+    ax.set_xlim(min(low, -pad), max(high, pad))  # zero always in view, with room on both sides
     ax.set_yticks(range(len(arms)))
     ax.set_yticklabels([f"{a.factor.label}\n({len(a.seeds)} of 3 seeds)" if len(a.seeds) < 3 else a.factor.label for a in arms])
     ax.invert_yaxis()
-    ax.set_xlabel("change in test NLL against the baseline (nats, K = 100; 95 % interval over seeds and images)\n"
-                  "right of 0: worse when reverted — for the gap, the ladder's advantage shrinks")
+    ax.set_xlabel("change in test NLL against the baseline, nats (K = 100)\n95 % interval over seeds and images\n"
+                  "right of 0: worse when reverted; for the gap: the ladder's advantage shrinks")
     ax.set_title(title)
     ax.legend(loc="lower right")
     return fig

@@ -380,7 +380,7 @@ def fig_factors(r: Results) -> Figure:
     arms = factor_effects.effects(r.results_dir / "factors", r.results_dir / "paper")
     if not any(a.seeds for a in arms):
         raise SkipFigure(f"needs the factor study's runs in {shown(r.results_dir / 'factors')} (make factors)")
-    return forest(arms, "Why the ladder wins: each detail of the paper's code reverted (5 layers, BN + WU, 50 epochs)")
+    return forest(arms, "Why the ladder wins: each detail of the paper's code reverted\n(5 layers, BN + WU, 50 epochs, against the sweep)")
 
 
 # name -> (what it shows, how it is drawn); docs/figures.md lists them in this order.
