@@ -364,6 +364,13 @@ def _most_frequent(histogram: list[float], n: int = 3) -> list[int]:
     return sorted(range(10), key=histogram.__getitem__, reverse=True)[:n]
 
 
+def _collapsed_note(seeds: list[int], runs: list[Run]) -> str:
+    """Seeds whose ladder learnt nothing (every layer's KL below 0.1 nats: posterior collapse), said in the row."""
+    dead = [s for s, r in zip(seeds, runs) if all(k < 0.1 for k in r.get("kl_per_layer", [1.0]))]
+    return (f"; the LVAE of seed{'s' * (len(dead) > 1)} {', '.join(map(str, dead))} collapsed (every layer's KL below 0.1 nats, "
+            f"its prior samples one image)") if dead else ""
+
+
 def _over_seeds(values: list[float]) -> Effect:
     return seed_effect(values) if len(values) > 1 else known_effect(values[0], 0.0)
 
@@ -387,7 +394,8 @@ def _seed_claims(runs: dict[int, tuple[Run, Run]]) -> list[Claim]:
     claims.append(Claim("seed README", "Ladder samples are readable where the (top-latent) VAE's are blurry averages",
                         f"FID_MNIST of 10,000 prior samples (lower is sharper and more varied), by seed: LVAE "
                         f"{_join(lv, 'fid_mnist', '.1f')}, VAE {_join(va, 'fid_mnist', '.1f')}; "
-                        f"FID(LVAE) − 0.9 FID(VAE): {_seed_text(sharper, 1)}; judged: LVAE below 90 % of the VAE's",
+                        f"FID(LVAE) − 0.9 FID(VAE): {_seed_text(sharper, 1)}; judged: LVAE below 90 % of the VAE's"
+                        f"{_collapsed_note(seeds, lv)}",
                         _seed_verdict(sharper)))
     if all("top_latent_kl_to_prior" in l for l in lv):
         units = lv[0]["latent_units"][-1]
