@@ -29,7 +29,8 @@ def test_the_docs_are_rendered_from_the_json_files(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "README.md").write_text(f"# x\n\n{docs.SUMMARY_START}\nold\n{docs.SUMMARY_END}\nafter\n")
     (tmp_path / docs.RESULTS_DOC).write_text(f"# r\n\n{docs.START}\nold numbers\n{docs.END}\nafter\n")
-    (tmp_path / docs.CLAIMS_DOC).write_text(f"# c\n\n{docs.CLAIMS_START}\nold\n{docs.CLAIMS_END}\n")
+    (tmp_path / docs.CLAIMS_DOC).write_text(f"# c\n\n{docs.CLAIMS_START}\nold\n{docs.CLAIMS_END}\n\n{docs.FACTORS_START}\n{docs.FACTORS_END}\n")
+    (tmp_path / docs.FIDELITY_DOC).write_text("| 1 | x | " + " | ".join(f"<!-- effect:{n} -->old<!-- /effect:{n} -->" for n in range(1, 9)) + " |\n")
     assert docs.update(rdir, tmp_path, check=True) == 1  # out of date, and --check says so without writing
     assert "old numbers" in (tmp_path / docs.RESULTS_DOC).read_text()
     assert docs.update(rdir, tmp_path) == 0
@@ -38,6 +39,8 @@ def test_the_docs_are_rendered_from_the_json_files(tmp_path):
     assert "30/64 / 2/32" in text
     assert "x86_64, 2 thread(s), torch 2, no GPU" in text  # the hardware comes from the JSON, not from the code
     assert "Sweep runs finished: **0 of 60**" in (tmp_path / docs.CLAIMS_DOC).read_text()  # from results/paper (empty here)
+    assert "Runs finished: **0 of 54**" in (tmp_path / docs.CLAIMS_DOC).read_text()  # the factor study's block
+    assert "old" not in (tmp_path / docs.FIDELITY_DOC).read_text() and "not measured yet" in (tmp_path / docs.FIDELITY_DOC).read_text()
     summary = (tmp_path / "README.md").read_text()
     assert "The ladder beats the VAE (both with BN + WU) at every depth from 2 to 5: **" in summary
     assert docs.update(rdir, tmp_path, check=True) == 0  # idempotent

@@ -61,12 +61,12 @@ def test_every_figure_is_drawn_and_runs_are_reused(results, tmp_path, capsys):
     out = tmp_path / "figs"
     written = figures.build_figures(out_dir=out, results=results)
     # tests/test_paper.py draws the paper's figures, test_fashion_samples_come_from_the_committed_weights Fashion's
-    long_run_figures = {n for n in figures.FIGURES if n.startswith(("paper_", "fashion_"))}
+    long_run_figures = {n for n in figures.FIGURES if n.startswith(("paper_", "fashion_", "factors"))}  # and make factors
     assert sorted(p.name for p in written) == sorted(set(figures.FIGURES) - long_run_figures)
     for p in written:
         assert_drawn(p, like=figures.FIGURES_DIR / p.name)
     log = capsys.readouterr().out
-    assert log.count("skipped paper_") + log.count("skipped fashion_") == len(long_run_figures)  # not in this folder
+    assert log.count("skipped paper_") + log.count("skipped fashion_") + log.count("skipped factors") == len(long_run_figures)  # not in this folder
     assert log.count("training ") == 5 and "epochs x" in log  # 2 headline + 3 warm-up runs, each announced
 
     # summaries were written (full-size budget: into results/summaries) and carry active units per epoch

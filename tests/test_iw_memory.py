@@ -54,8 +54,9 @@ def heap_samples(images: int = 300, k: int = 1000, chunk: int = 1024, width: int
 
 
 def growth(samples: list[float]) -> float:
-    """The heap's rise from the end of the first tenth of the passes (allocator warmed up) to its peak."""
-    return max(samples) - samples[len(samples) // 10]
+    """The heap's rise from the end of the first fifth of the passes (allocator warmed up: its first steps are one-off
+    arenas, not growth) to its peak."""
+    return max(samples) - samples[len(samples) // 5]
 
 
 @pytest.mark.slow

@@ -242,17 +242,25 @@ def costs(results_dir: Path = RESULTS) -> list[str]:
     return lines
 
 
+def checked_result(path: Path) -> dict[str, Any]:
+    """A result JSON whose headline numbers are there; a damaged one gives one line that names it."""
+    r = read_json(path, RESULT)
+    with reading(path, RESULT, "restore it, or save the result again"):
+        for key in ("nll", "nll_stderr", "fid_mnist", "iw_samples"):
+            r[key]
+    return r
+
+
 def seed_winners(results_dir: Path = RESULTS) -> list[str]:
     """Which of the first figures' two models wins on NLL and on FID_MNIST (lower is better for both)."""
     paths = [results_dir / "seed-lvae.json", results_dir / "seed-vae.json"]
     if not all(p.is_file() for p in paths):
         return []
-    lv, va = (read_json(p, RESULT) for p in paths)
-    with reading(f"{paths[0]} or {paths[1]}", RESULT, "restore it, or save the result again"):
-        better = lambda key: "the ladder" if lv[key] < va[key] else "the top-latent VAE"  # noqa: E731
-        return [f"- The first figures below (`seed` config, 3 epochs, one training seed each): NLL (K = {lv['iw_samples']}, Gaussian "
-                f"likelihood) LVAE {lv['nll']:.2f} ± {lv['nll_stderr']:.2f}, top-latent VAE {va['nll']:.2f} ± {va['nll_stderr']:.2f}: "
-                f"{better('nll')} is lower; FID_MNIST LVAE {lv['fid_mnist']:.1f}, VAE {va['fid_mnist']:.1f}: {better('fid_mnist')} is lower"]
+    lv, va = (checked_result(p) for p in paths)
+    better = lambda key: "the ladder" if lv[key] < va[key] else "the top-latent VAE"  # noqa: E731
+    return [f"- The first figures below (`seed` config, 3 epochs, one training seed each): NLL (K = {lv['iw_samples']}, Gaussian "
+            f"likelihood) LVAE {lv['nll']:.2f} ± {lv['nll_stderr']:.2f}, top-latent VAE {va['nll']:.2f} ± {va['nll_stderr']:.2f}: "
+            f"{better('nll')} is lower; FID_MNIST LVAE {lv['fid_mnist']:.1f}, VAE {va['fid_mnist']:.1f}: {better('fid_mnist')} is lower"]
 
 
 def factor_section(results_dir: Path = RESULTS) -> str:
