@@ -133,14 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     pending = [e for e in todo if not (a.results / f"{e.name}.json").exists()]
     if a.list:
         for e in todo:
-            state = "done" if e not in pending else f"{paper.finished_epochs(a.runs / e.name)}/{e.budget.epochs} epochs"
-            print(f"{e.name:40s} {' '.join(e.settings) or '-':60s} {state}")
+            print(f"{e.name:40s} {' '.join(e.settings) or '-':60s} {paper.run_state(e, pending, a.runs)}")
         return 0
     print(f"{len(todo) - len(pending)} of {len(todo)} runs done; {len(pending)} to run, {a.jobs} at a time, {a.threads} thread(s) each")
     if pending and not a.no_estimate:
         paper.print_estimate(pending, a.runs, a.jobs)
     extra = tuple(x for flag, v in (("--limit", a.limit), ("--batch-size", a.batch_size)) if v for x in (flag, str(v)))
-    return paper.run_pending(pending, a.runs, a.results, a.jobs, a.threads, a.data_root, extra)
+    return paper.interruptible(lambda: paper.run_pending(pending, a.runs, a.results, a.jobs, a.threads, a.data_root, extra))
 
 
 if __name__ == "__main__":

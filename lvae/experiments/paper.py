@@ -541,12 +541,23 @@ def main(argv: list[str] | None = None) -> int:
     pending = [e for e in todo if not (a.results / f"{e.name}.json").exists()]
     if a.list:
         for e in todo:
-            state = "done" if e not in pending else f"{finished_epochs(a.runs / e.name)}/{e.budget.epochs} epochs"
-            print(f"{e.name:28s} {VARIANTS[e.variant].label:16s} L={e.depth} {e.budget.epochs} epochs K={e.budget.iw_samples}: {state}")
+            print(f"{e.name:28s} {VARIANTS[e.variant].label:16s} L={e.depth} {e.budget.epochs} epochs K={e.budget.iw_samples}: "
+                  f"{run_state(e, pending, a.runs)}")
         return 0
     threads = a.threads or max(1, (os.cpu_count() or 1) // a.jobs)
-    with forwarding_signals():  # a Ctrl-C or SIGTERM stops the children where they can resume, and is waited for
-        code = _work(a, todo, pending, threads, train_extra)
+    return interruptible(lambda: _work(a, todo, pending, threads, train_extra))
+
+
+def run_state(e: Experiment, pending: list[Experiment], runs: Path) -> str:
+    """What `--list` says of a run: done, or how many of its epochs are trained."""
+    return "done" if e not in pending else f"{finished_epochs(runs / e.name)}/{e.budget.epochs} epochs"
+
+
+def interruptible(work) -> int:
+    """`work()`'s exit code, with a Ctrl-C or SIGTERM passed on to the children (they stop where they can resume, and
+    are waited for): 128 + the signal's number when one came. Every runner goes through here."""
+    with forwarding_signals():
+        code = work()
         return 128 + CHILDREN.stopping if CHILDREN.stopping else code
 
 
